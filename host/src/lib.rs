@@ -1,0 +1,1 @@
+//! Placeholder; the test host is being written.

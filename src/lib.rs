@@ -1,0 +1,1 @@
+//! webhook-inbox (being written).

@@ -1,1 +1,22 @@
-//! webhook-inbox (being written).
+//! webhook-inbox: a Spin component that receives HMAC-signed webhook messages, stores each
+//! exactly once in SQLite, and serves listing, search, stats, health and metrics.
+//!
+//! Only [`edge`] (compiled for wasm32) touches Spin. Everything else is plain Rust, tested
+//! natively: the request flow ([`handler`]), signature checks, payload validation,
+//! timestamps, query parameters, SQL ([`storage`]), metrics text and log lines.
+
+pub mod config;
+pub mod handler;
+pub mod logline;
+pub mod metrics;
+pub mod payload;
+pub mod problem;
+pub mod query;
+pub mod responses;
+pub mod routes;
+pub mod signature;
+pub mod storage;
+pub mod timestamp;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;

@@ -1,0 +1,78 @@
+-- webhook-inbox schema, version 1.
+--
+-- Idempotent: safe to run any number of times, e.g. `spin up --sqlite @migrations.sql` or a
+-- separate migration step. The component applies this same file itself on first use, one
+-- statement at a time, guarded by `PRAGMA user_version`, so running it is optional.
+
+-- Readers never block the writer and vice versa; the setting persists in the file.
+PRAGMA journal_mode = WAL;
+
+-- One row per message, exactly as sent, plus derived columns for ordering and search.
+CREATE TABLE IF NOT EXISTS messages (
+    seq         INTEGER PRIMARY KEY,   -- rowid: compact, append-ordered storage
+    message_id  TEXT NOT NULL UNIQUE,  -- idempotency key: first write wins
+    sender      TEXT NOT NULL,         -- "from"
+    recipient   TEXT NOT NULL,         -- "to"
+    ts          TEXT NOT NULL,         -- as sent
+    ts_key      TEXT NOT NULL,         -- the instant, sortable as text (see src/timestamp.rs)
+    body_text   TEXT,                  -- "text" as sent; NULL when absent
+    text_folded TEXT                   -- body_text lower-cased, for case-insensitive search
+);
+
+-- Each /messages filter, with the (ts, message_id) order behind it, so a first page reads
+-- only the rows it returns.
+CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts_key, message_id);
+CREATE INDEX IF NOT EXISTS messages_by_sender ON messages (sender, ts_key, message_id);
+CREATE INDEX IF NOT EXISTS messages_by_recipient ON messages (recipient, ts_key, message_id);
+
+-- Aggregates kept up to date by the trigger below, inside the inserting transaction, so
+-- /stats and unfiltered counts never scan the messages.
+CREATE TABLE IF NOT EXISTS sender_counts (
+    sender   TEXT PRIMARY KEY,
+    messages INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sender_counts_top ON sender_counts (messages DESC, sender);
+
+CREATE TABLE IF NOT EXISTS recipient_counts (
+    recipient TEXT PRIMARY KEY,
+    messages  INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS inbox_totals (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    messages  INTEGER NOT NULL,
+    senders   INTEGER NOT NULL,
+    first_key TEXT,
+    first_ts  TEXT,
+    last_key  TEXT,
+    last_ts   TEXT
+);
+INSERT OR IGNORE INTO inbox_totals (id, messages, senders) VALUES (1, 0, 0);
+
+CREATE TRIGGER IF NOT EXISTS messages_aggregate AFTER INSERT ON messages
+BEGIN
+    INSERT INTO sender_counts (sender, messages) VALUES (NEW.sender, 1)
+        ON CONFLICT (sender) DO UPDATE SET messages = messages + 1;
+    INSERT INTO recipient_counts (recipient, messages) VALUES (NEW.recipient, 1)
+        ON CONFLICT (recipient) DO UPDATE SET messages = messages + 1;
+    UPDATE inbox_totals SET
+        messages  = messages + 1,
+        senders   = senders + (SELECT messages = 1 FROM sender_counts WHERE sender = NEW.sender),
+        first_ts  = CASE WHEN first_key IS NULL OR NEW.ts_key < first_key THEN NEW.ts ELSE first_ts END,
+        first_key = CASE WHEN first_key IS NULL OR NEW.ts_key < first_key THEN NEW.ts_key ELSE first_key END,
+        last_ts   = CASE WHEN last_key IS NULL OR NEW.ts_key > last_key THEN NEW.ts ELSE last_ts END,
+        last_key  = CASE WHEN last_key IS NULL OR NEW.ts_key > last_key THEN NEW.ts_key ELSE last_key END
+    WHERE id = 1;
+END;
+
+-- Prometheus counters: one row per series. `value` has no declared type so counts stay
+-- integers and the latency sum stays real. Histogram buckets are stored per bucket, not
+-- cumulative, so a request touches one bucket row.
+CREATE TABLE IF NOT EXISTS metric_counters (
+    name   TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    value  NOT NULL,
+    PRIMARY KEY (name, labels)
+) WITHOUT ROWID;
+
+PRAGMA user_version = 1;

@@ -1,0 +1,51 @@
+//! Spin variables read per request, and how their text values are interpreted.
+
+use crate::logline::Level;
+
+pub const WEBHOOK_SECRET: &str = "webhook_secret";
+pub const WEBHOOK_SECRET_PREVIOUS: &str = "webhook_secret_previous";
+pub const LOG_LEVEL: &str = "log_level";
+pub const MAX_BODY_BYTES: &str = "max_body_bytes";
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
+
+/// `max_body_bytes`: a positive whole number of bytes; absent means the default.
+///
+/// A value we cannot read is an error, not a silent default: guessing too small would turn
+/// good deliveries into 413s, which senders do not retry.
+pub fn max_body_bytes(value: Option<&str>) -> Result<usize, String> {
+    let Some(raw) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(DEFAULT_MAX_BODY_BYTES);
+    };
+    match raw.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{MAX_BODY_BYTES} must be a positive whole number of bytes")),
+    }
+}
+
+/// `log_level`: `debug`, `info`, `warn` or `error`; anything else (or nothing) means `info`.
+pub fn log_level(value: Option<&str>) -> Level {
+    value.and_then(Level::parse).unwrap_or(Level::Info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_limit() {
+        assert_eq!(max_body_bytes(None), Ok(65_536));
+        assert_eq!(max_body_bytes(Some("")), Ok(65_536));
+        assert_eq!(max_body_bytes(Some(" 1024 ")), Ok(1024));
+        for bad in ["0", "-1", "64KB", "1e6", "18446744073709551616"] {
+            assert!(max_body_bytes(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn levels_default_to_info() {
+        assert_eq!(log_level(None), Level::Info);
+        assert_eq!(log_level(Some("chatty")), Level::Info);
+        assert_eq!(log_level(Some("error")), Level::Error);
+    }
+}

@@ -1,0 +1,134 @@
+//! The Spin edge: the only code that touches `spin_sdk`. It turns Spin's request, variables
+//! and SQLite into the [`handler`] traits and the handler's answer into Spin's response.
+
+use crate::handler::{self, BodyError, Request, RequestBody, Runtime};
+use crate::storage::{Database, Rows, SqlValue, StorageError};
+use spin_sdk::http::{IncomingRequest, Response};
+use spin_sdk::http_component;
+use spin_sdk::sqlite::{self, Connection, Value};
+use spin_sdk::variables;
+use std::io::Write;
+use wasi::io::streams::StreamError;
+
+#[http_component]
+fn handle_request(request: IncomingRequest) -> Response {
+    let path_with_query = request.path_with_query().unwrap_or_else(|| "/".to_owned());
+    let (path, query) = match path_with_query.split_once('?') {
+        Some((path, query)) => (path.to_owned(), query.to_owned()),
+        None => (path_with_query, String::new()),
+    };
+    let headers = request
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .collect();
+    let request = Request {
+        method: request.method().to_string(),
+        path,
+        query,
+        headers,
+        body: Box::new(SpinBody(request)),
+    };
+    let answer = handler::handle(&SpinRuntime, request);
+    let mut response = Response::builder();
+    response.status(answer.status);
+    for (name, value) in answer.headers {
+        response.header(name, value);
+    }
+    response.body(answer.body).build()
+}
+
+struct SpinRuntime;
+
+impl Runtime for SpinRuntime {
+    fn variable(&self, name: &str) -> Result<Option<String>, String> {
+        match variables::get(name) {
+            Ok(value) => Ok(Some(value)),
+            Err(variables::Error::Undefined(_)) => Ok(None),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    fn open_database(&self) -> Result<Box<dyn Database>, StorageError> {
+        Connection::open_default()
+            .map(|conn| Box::new(SpinDb(conn)) as Box<dyn Database>)
+            .map_err(storage_error)
+    }
+
+    fn log(&self, line: &str) {
+        // One write per line, so concurrent instances never interleave within a line.
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    }
+}
+
+struct SpinDb(Connection);
+
+impl Database for SpinDb {
+    fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<Rows, StorageError> {
+        let params: Vec<Value> = params.iter().map(to_spin).collect();
+        let result = self.0.execute(sql, &params).map_err(storage_error)?;
+        Ok(result
+            .rows
+            .into_iter()
+            .map(|row| row.values.into_iter().map(from_spin).collect())
+            .collect())
+    }
+}
+
+fn storage_error(err: sqlite::Error) -> StorageError {
+    match err {
+        sqlite::Error::Io(text) => StorageError(text),
+        other => StorageError(format!("{other:?}")),
+    }
+}
+
+fn to_spin(value: &SqlValue) -> Value {
+    match value {
+        SqlValue::Null => Value::Null,
+        SqlValue::Integer(n) => Value::Integer(*n),
+        SqlValue::Real(x) => Value::Real(*x),
+        SqlValue::Text(s) => Value::Text(s.clone()),
+        SqlValue::Blob(b) => Value::Blob(b.clone()),
+    }
+}
+
+fn from_spin(value: Value) -> SqlValue {
+    match value {
+        Value::Null => SqlValue::Null,
+        Value::Integer(n) => SqlValue::Integer(n),
+        Value::Real(x) => SqlValue::Real(x),
+        Value::Text(s) => SqlValue::Text(s),
+        Value::Blob(b) => SqlValue::Blob(b),
+    }
+}
+
+/// The request body, read with a hard limit: reading stops one byte past it, so a huge
+/// (or endless chunked) body costs at most `limit + 1` bytes of memory.
+struct SpinBody(IncomingRequest);
+
+const READ_CHUNK: u64 = 16 * 1024;
+
+impl RequestBody for SpinBody {
+    fn read_to_limit(self: Box<Self>, limit: usize) -> Result<Vec<u8>, BodyError> {
+        let body = self.0.consume().map_err(|()| BodyError::Io("body already taken".into()))?;
+        let stream = body.stream().map_err(|()| BodyError::Io("body stream unavailable".into()))?;
+        let mut out = Vec::new();
+        loop {
+            match stream.blocking_read(READ_CHUNK) {
+                Ok(chunk) => {
+                    out.extend_from_slice(&chunk);
+                    if out.len() > limit {
+                        return Err(BodyError::TooLarge);
+                    }
+                }
+                Err(StreamError::Closed) => break,
+                Err(err) => return Err(BodyError::Io(format!("{err:?}"))),
+            }
+        }
+        // The stream is a child of the body: drop it first.
+        drop(stream);
+        drop(body);
+        Ok(out)
+    }
+}

@@ -1,0 +1,370 @@
+//! One request, start to finish: route, answer, count, log. Free of Spin types: the
+//! component's edge supplies a [`Runtime`] and a [`Request`], native tests supply fakes.
+
+use crate::config;
+use crate::logline::{self, Level, LogLine};
+use crate::metrics::{self, WebhookResult};
+use crate::payload;
+use crate::problem;
+use crate::query;
+use crate::responses;
+use crate::routes::{self, Endpoint, Route};
+use crate::signature;
+use crate::storage::{self, Database, Inserted, StorageError};
+use crate::timestamp;
+use std::time::{Instant, SystemTime};
+
+/// What the component needs from its host.
+pub trait Runtime {
+    /// A variable's value; `Ok(None)` when it is not defined.
+    fn variable(&self, name: &str) -> Result<Option<String>, String>;
+    /// A new connection to the `default` database.
+    fn open_database(&self) -> Result<Box<dyn Database>, StorageError>;
+    /// Writes one complete log line (it ends with a newline).
+    fn log(&self, line: &str);
+}
+
+/// Reading the request body, stopping as soon as it exceeds a limit.
+pub trait RequestBody {
+    fn read_to_limit(self: Box<Self>, limit: usize) -> Result<Vec<u8>, BodyError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    TooLarge,
+    Io(String),
+}
+
+pub struct Request {
+    pub method: String,
+    /// Path without the query string.
+    pub path: String,
+    /// Query string without `?`.
+    pub query: String,
+    /// Header names in lower case; values as raw bytes.
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Box<dyn RequestBody>,
+}
+
+impl Request {
+    /// The header's value when it was sent exactly once.
+    fn single_header(&self, name: &str) -> Option<&[u8]> {
+        let mut values = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice());
+        match (values.next(), values.next()) {
+            (Some(value), None) => Some(value),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+const JSON: &str = "application/json";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// An answer plus what the log line and metrics need to know about it.
+struct Outcome {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+    headers: Vec<(&'static str, String)>,
+    webhook: Option<WebhookResult>,
+    message_id: Option<String>,
+    /// Our own failure (storage, configuration) for the log; never request content.
+    error: Option<String>,
+    /// Set when the counters were already committed (with the stored message).
+    counted: bool,
+}
+
+impl Outcome {
+    fn json(status: u16, body: String) -> Outcome {
+        Outcome {
+            status,
+            content_type: JSON,
+            body,
+            headers: Vec::new(),
+            webhook: None,
+            message_id: None,
+            error: None,
+            counted: false,
+        }
+    }
+
+    fn detail(status: u16, text: &str) -> Outcome {
+        Outcome::json(status, problem::detail(text))
+    }
+
+    /// 503 that tells clients when to come back.
+    fn unavailable(text: &str, error: String) -> Outcome {
+        let mut outcome = Outcome::detail(503, text);
+        outcome.headers.push(("retry-after", "1".to_owned()));
+        outcome.error = Some(error);
+        outcome
+    }
+
+    fn webhook(mut self, result: WebhookResult) -> Outcome {
+        self.webhook = Some(result);
+        self
+    }
+}
+
+/// The request's database connection: opened and prepared on first use, at most once.
+struct Session<'a> {
+    runtime: &'a dyn Runtime,
+    db: Option<Result<Box<dyn Database>, StorageError>>,
+}
+
+impl Session<'_> {
+    fn db(&mut self) -> Result<&dyn Database, StorageError> {
+        let runtime = self.runtime;
+        let slot = self.db.get_or_insert_with(|| {
+            let db = runtime.open_database()?;
+            storage::prepare(db.as_ref())?;
+            Ok(db)
+        });
+        match slot {
+            Ok(db) => Ok(&**db),
+            Err(err) => Err(err.clone()),
+        }
+    }
+
+    fn variable(&self, name: &str) -> Option<String> {
+        // A provider failure reads as "not set": every caller then fails closed.
+        self.runtime.variable(name).ok().flatten()
+    }
+}
+
+/// Handles one request. Never panics on input and never fails: every error becomes a
+/// deliberate answer.
+pub fn handle(runtime: &dyn Runtime, request: Request) -> Response {
+    let started = Instant::now();
+    let request_id = request
+        .single_header("x-request-id")
+        .and_then(logline::accept_request_id)
+        .map_or_else(|| logline::new_request_id(random_bytes()), str::to_owned);
+    let route = routes::resolve(&request.method, &request.path);
+    let mut session = Session { runtime, db: None };
+    let method = request.method.clone();
+    let path = request.path.clone();
+
+    let mut outcome = match route {
+        Route::NotFound => Outcome::detail(404, "not found"),
+        Route::WrongMethod(endpoint) => {
+            let mut outcome = Outcome::detail(405, "method not allowed");
+            outcome.headers.push(("allow", endpoint.method().to_owned()));
+            outcome
+        }
+        Route::Found(Endpoint::Live) => Outcome::json(200, responses::status("ok")),
+        Route::Found(Endpoint::Ready) => ready(&mut session),
+        Route::Found(Endpoint::Webhook) => webhook(&mut session, request, started, route),
+        Route::Found(Endpoint::Messages) => list(&mut session, &request.query),
+        Route::Found(Endpoint::Stats) => stats(&mut session),
+        Route::Found(Endpoint::Metrics) => scrape(&mut session),
+    };
+
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if !outcome.counted {
+        let increments = metrics::increments(route.label(), outcome.status, latency_ms, outcome.webhook);
+        if let Err(err) = session.db().and_then(|db| storage::record(db, &increments)) {
+            outcome.error.get_or_insert_with(|| format!("metrics not recorded: {err}"));
+        }
+    }
+
+    let level = match (outcome.status, &outcome.error) {
+        (500.., _) if outcome.webhook == Some(WebhookResult::NotConfigured) => Level::Warn,
+        (500.., _) => Level::Error,
+        (_, Some(_)) => Level::Warn,
+        _ => Level::Info,
+    };
+    let min_level = config::log_level(session.variable(config::LOG_LEVEL).as_deref());
+    if level >= min_level {
+        let line = LogLine {
+            ts: timestamp::format_utc(SystemTime::now()),
+            level,
+            request_id: &request_id,
+            method: logline::clip(&method, 32),
+            path: logline::clip(&path, 512),
+            status: outcome.status,
+            latency_ms: (latency_ms * 1000.0).round() / 1000.0,
+            message_id: outcome.message_id.as_deref(),
+            dup: outcome.webhook.map(|r| r == WebhookResult::Duplicate),
+            result: outcome.webhook.map(WebhookResult::as_str),
+            error: outcome.error.as_deref(),
+        };
+        runtime.log(&line.to_line());
+    }
+
+    let mut headers = vec![("content-type", outcome.content_type.to_owned())];
+    headers.append(&mut outcome.headers);
+    headers.push(("x-request-id", request_id));
+    Response {
+        status: outcome.status,
+        headers,
+        body: outcome.body.into_bytes(),
+    }
+}
+
+fn random_bytes() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    // Without randomness the id is still unique enough for correlating one log line.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        bytes = nanos.to_le_bytes();
+    }
+    bytes
+}
+
+fn storage_unavailable(err: StorageError) -> Outcome {
+    Outcome::unavailable("storage unavailable, retry later", format!("storage: {err}"))
+}
+
+/// `POST /webhook`: limit, configuration, signature, validation, store; in that order.
+fn webhook(session: &mut Session, request: Request, started: Instant, route: Route) -> Outcome {
+    let limit = match config::max_body_bytes(session.variable(config::MAX_BODY_BYTES).as_deref()) {
+        Ok(limit) => limit,
+        Err(problem) => {
+            return Outcome::unavailable("invalid configuration", problem)
+                .webhook(WebhookResult::NotConfigured)
+        }
+    };
+    let too_large = || Outcome::detail(413, "payload too large").webhook(WebhookResult::PayloadTooLarge);
+    let declared_length = request
+        .single_header("content-length")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared_length.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let signature_header = request.single_header("x-signature").map(<[u8]>::to_vec);
+    let body = match request.body.read_to_limit(limit) {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::Io(err)) => {
+            let mut outcome = Outcome::detail(400, "could not read request body");
+            outcome.error = Some(format!("body: {err}"));
+            return outcome;
+        }
+    };
+
+    let secret = session.variable(config::WEBHOOK_SECRET).unwrap_or_default();
+    if secret.is_empty() {
+        let mut outcome = Outcome::unavailable(
+            "webhook secret not configured",
+            "webhook_secret is empty".to_owned(),
+        );
+        outcome.webhook = Some(WebhookResult::NotConfigured);
+        return outcome;
+    }
+    let previous = session.variable(config::WEBHOOK_SECRET_PREVIOUS).unwrap_or_default();
+    let secrets = [secret.as_bytes(), previous.as_bytes()];
+    if !signature_header.is_some_and(|sig| signature::verify(&sig, &body, &secrets)) {
+        return Outcome::detail(401, "invalid signature").webhook(WebhookResult::InvalidSignature);
+    }
+
+    let message = match payload::parse(&body) {
+        Ok(message) => message,
+        Err(errors) => {
+            return Outcome::json(422, problem::validation(&errors)).webhook(WebhookResult::ValidationError)
+        }
+    };
+
+    let stored = session.db().and_then(|db| {
+        storage::insert_message(db, &message, |inserted| {
+            let result = match inserted {
+                Inserted::Created => WebhookResult::Created,
+                Inserted::Duplicate => WebhookResult::Duplicate,
+            };
+            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+            metrics::increments(route.label(), 200, latency_ms, Some(result))
+        })
+    });
+    let mut outcome = match stored {
+        Ok(inserted) => {
+            let mut outcome = Outcome::json(200, responses::status("ok"));
+            outcome.counted = true;
+            outcome.webhook = Some(match inserted {
+                Inserted::Created => WebhookResult::Created,
+                Inserted::Duplicate => WebhookResult::Duplicate,
+            });
+            outcome
+        }
+        Err(err) => storage_unavailable(err).webhook(WebhookResult::StorageError),
+    };
+    outcome.message_id = Some(message.message_id);
+    outcome
+}
+
+fn list(session: &mut Session, raw_query: &str) -> Outcome {
+    let query = match query::parse(raw_query) {
+        Ok(query) => query,
+        Err(errors) => return Outcome::json(422, problem::validation(&errors)),
+    };
+    match session.db().and_then(|db| storage::list_messages(db, &query)) {
+        Ok(page) => Outcome::json(200, responses::messages(&page, query.limit, query.offset)),
+        Err(err) => storage_unavailable(err),
+    }
+}
+
+fn stats(session: &mut Session) -> Outcome {
+    match session.db().and_then(storage::stats) {
+        Ok(stats) => Outcome::json(200, responses::stats(&stats)),
+        Err(err) => storage_unavailable(err),
+    }
+}
+
+fn scrape(session: &mut Session) -> Outcome {
+    match session.db().and_then(storage::read_counters) {
+        Ok(rows) => {
+            let mut outcome = Outcome::json(200, metrics::render(&rows));
+            outcome.content_type = PROMETHEUS_TEXT;
+            outcome
+        }
+        Err(err) => storage_unavailable(err),
+    }
+}
+
+/// Ready when the database answers with our schema in place and a secret is configured.
+fn ready(session: &mut Session) -> Outcome {
+    let mut failures = serde_json::Map::new();
+    let mut errors = Vec::new();
+    if session.variable(config::WEBHOOK_SECRET).unwrap_or_default().is_empty() {
+        failures.insert("secret".into(), "webhook secret not configured".into());
+    }
+    if let Err(problem) = config::max_body_bytes(session.variable(config::MAX_BODY_BYTES).as_deref()) {
+        failures.insert("config".into(), problem.into());
+    }
+    match session.db().and_then(storage::schema_version) {
+        Ok(version) if version >= storage::SCHEMA_VERSION => {}
+        Ok(_) => {
+            failures.insert("schema".into(), "schema not applied".into());
+        }
+        Err(err) => {
+            // The reason goes to the log, not to whoever can reach the probe.
+            failures.insert("database".into(), "database unavailable".into());
+            errors.push(format!("storage: {err}"));
+        }
+    }
+    if failures.is_empty() {
+        return Outcome::json(200, responses::status("ready"));
+    }
+    let body = serde_json::json!({ "status": "not ready", "checks": failures }).to_string();
+    let mut outcome = Outcome::json(503, body);
+    outcome.error = Some(if errors.is_empty() {
+        failures.keys().cloned().collect::<Vec<_>>().join(", ") + " check failed"
+    } else {
+        errors.join("; ")
+    });
+    outcome
+}

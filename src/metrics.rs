@@ -1,0 +1,241 @@
+//! Prometheus metrics: which counters a request bumps, and the text exposition format.
+//!
+//! Counters live in SQLite (instances do not outlive a request), as rows of
+//! `(name, labels, value)`. Histogram buckets are stored per bucket (not cumulative) so that
+//! a request touches exactly one bucket row; rendering accumulates them.
+
+use std::fmt::Write;
+
+/// Upper bounds (ms) of the latency histogram buckets; `+Inf` is implicit.
+pub const LATENCY_BUCKETS_MS: [f64; 12] =
+    [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
+
+pub const HTTP_REQUESTS: &str = "http_requests_total";
+pub const WEBHOOK_REQUESTS: &str = "webhook_requests_total";
+pub const LATENCY_BUCKET: &str = "request_latency_ms_bucket";
+pub const LATENCY_SUM: &str = "request_latency_ms_sum";
+
+/// Outcome of a `POST /webhook`, the `result` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookResult {
+    Created,
+    Duplicate,
+    InvalidSignature,
+    ValidationError,
+    PayloadTooLarge,
+    NotConfigured,
+    StorageError,
+}
+
+impl WebhookResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookResult::Created => "created",
+            WebhookResult::Duplicate => "duplicate",
+            WebhookResult::InvalidSignature => "invalid_signature",
+            WebhookResult::ValidationError => "validation_error",
+            WebhookResult::PayloadTooLarge => "payload_too_large",
+            WebhookResult::NotConfigured => "not_configured",
+            WebhookResult::StorageError => "storage_error",
+        }
+    }
+}
+
+/// One counter row to add to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Increment {
+    pub name: &'static str,
+    pub labels: String,
+    pub delta: Delta,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Delta {
+    Count(i64),
+    Amount(f64),
+}
+
+/// What one finished request adds to the counters. `route` is a fixed route label (never
+/// the raw path), so a scanner cannot create new series.
+pub fn increments(
+    route: &'static str,
+    status: u16,
+    latency_ms: f64,
+    webhook: Option<WebhookResult>,
+) -> Vec<Increment> {
+    let mut out = vec![
+        Increment {
+            name: HTTP_REQUESTS,
+            labels: format!("path=\"{route}\",status=\"{status}\""),
+            delta: Delta::Count(1),
+        },
+        Increment {
+            name: LATENCY_BUCKET,
+            labels: format!("le=\"{}\"", bucket_label(latency_ms)),
+            delta: Delta::Count(1),
+        },
+        Increment {
+            name: LATENCY_SUM,
+            labels: String::new(),
+            delta: Delta::Amount(latency_ms),
+        },
+    ];
+    if let Some(result) = webhook {
+        out.push(Increment {
+            name: WEBHOOK_REQUESTS,
+            labels: format!("result=\"{}\"", result.as_str()),
+            delta: Delta::Count(1),
+        });
+    }
+    out
+}
+
+fn bucket_label(latency_ms: f64) -> String {
+    LATENCY_BUCKETS_MS
+        .iter()
+        .find(|bound| latency_ms <= **bound)
+        .map_or_else(|| "+Inf".to_owned(), |bound| format_number(*bound))
+}
+
+/// A stored counter row, as read back for rendering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterRow {
+    pub name: String,
+    pub labels: String,
+    pub value: f64,
+}
+
+/// Renders stored rows as Prometheus text format 0.0.4.
+pub fn render(rows: &[CounterRow]) -> String {
+    let mut out = String::new();
+    let select = |name: &str| {
+        let mut picked: Vec<&CounterRow> = rows.iter().filter(|r| r.name == name).collect();
+        picked.sort_by(|a, b| a.labels.cmp(&b.labels));
+        picked
+    };
+
+    family(&mut out, HTTP_REQUESTS, "counter", "HTTP requests by route and status code.");
+    for row in select(HTTP_REQUESTS) {
+        sample(&mut out, HTTP_REQUESTS, &row.labels, row.value);
+    }
+
+    family(&mut out, WEBHOOK_REQUESTS, "counter", "POST /webhook requests by outcome.");
+    for row in select(WEBHOOK_REQUESTS) {
+        sample(&mut out, WEBHOOK_REQUESTS, &row.labels, row.value);
+    }
+
+    family(
+        &mut out,
+        "request_latency_ms",
+        "histogram",
+        "Time from request start to answer, in milliseconds.",
+    );
+    let buckets = select(LATENCY_BUCKET);
+    let count_in = |label: &str| -> f64 {
+        buckets
+            .iter()
+            .filter(|r| r.labels == format!("le=\"{label}\""))
+            .map(|r| r.value)
+            .sum()
+    };
+    let mut cumulative = 0.0;
+    for bound in LATENCY_BUCKETS_MS {
+        let label = format_number(bound);
+        cumulative += count_in(&label);
+        sample(&mut out, LATENCY_BUCKET, &format!("le=\"{label}\""), cumulative);
+    }
+    cumulative += count_in("+Inf");
+    sample(&mut out, LATENCY_BUCKET, "le=\"+Inf\"", cumulative);
+    let sum = select(LATENCY_SUM).iter().map(|r| r.value).sum();
+    sample(&mut out, LATENCY_SUM, "", sum);
+    sample(&mut out, "request_latency_ms_count", "", cumulative);
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &str, value: f64) {
+    let value = format_number(value);
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {value}");
+    } else {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
+/// Whole numbers without a fraction (`100`, not `100.0`); others as Rust prints them.
+fn format_number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(increments: &[Increment]) -> Vec<CounterRow> {
+        increments
+            .iter()
+            .map(|i| CounterRow {
+                name: i.name.to_owned(),
+                labels: i.labels.clone(),
+                value: match i.delta {
+                    Delta::Count(n) => n as f64,
+                    Delta::Amount(x) => x,
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_request_bumps_its_route_one_bucket_and_the_sum() {
+        let inc = increments("/webhook", 200, 3.5, Some(WebhookResult::Created));
+        let labels: Vec<_> = inc.iter().map(|i| (i.name, i.labels.as_str())).collect();
+        assert_eq!(
+            labels,
+            [
+                (HTTP_REQUESTS, "path=\"/webhook\",status=\"200\""),
+                (LATENCY_BUCKET, "le=\"5\""),
+                (LATENCY_SUM, ""),
+                (WEBHOOK_REQUESTS, "result=\"created\""),
+            ]
+        );
+        assert_eq!(increments("/x", 404, 100.0, None)[1].labels, "le=\"100\"");
+        assert_eq!(increments("/x", 404, 100.01, None)[1].labels, "le=\"250\"");
+        assert_eq!(increments("/x", 404, 9e9, None)[1].labels, "le=\"+Inf\"");
+    }
+
+    #[test]
+    fn renders_cumulative_histogram_and_counters() {
+        let mut all = Vec::new();
+        all.extend(rows(&increments("/webhook", 200, 0.5, Some(WebhookResult::Created))));
+        all.extend(rows(&increments("/webhook", 200, 120.0, Some(WebhookResult::Duplicate))));
+        all.extend(rows(&increments("other", 404, 7000.0, None)));
+        let text = render(&all);
+        assert!(text.contains("# TYPE http_requests_total counter\n"));
+        assert!(text.contains("http_requests_total{path=\"/webhook\",status=\"200\"} 1\n"));
+        assert!(text.contains("webhook_requests_total{result=\"duplicate\"} 1\n"));
+        assert!(text.contains("# TYPE request_latency_ms histogram\n"));
+        assert!(text.contains("request_latency_ms_bucket{le=\"1\"} 1\n"));
+        assert!(text.contains("request_latency_ms_bucket{le=\"100\"} 1\n"));
+        assert!(text.contains("request_latency_ms_bucket{le=\"250\"} 2\n"));
+        assert!(text.contains("request_latency_ms_bucket{le=\"500\"} 2\n"));
+        assert!(text.contains("request_latency_ms_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("request_latency_ms_sum 7120.5\n"));
+        assert!(text.contains("request_latency_ms_count 3\n"));
+    }
+
+    #[test]
+    fn empty_store_still_renders_every_family() {
+        let text = render(&[]);
+        for family in ["http_requests_total", "webhook_requests_total", "request_latency_ms"] {
+            assert!(text.contains(&format!("# HELP {family} ")), "{family}");
+        }
+        assert!(text.contains("request_latency_ms_count 0\n"));
+    }
+}

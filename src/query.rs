@@ -1,0 +1,303 @@
+//! Query parameters of `GET /messages`, parsed and validated into a [`MessageQuery`].
+//!
+//! Values are form-decoded (`+` is a space, `%XX` a byte) and must be UTF-8. A phone number
+//! sent with an unencoded `+` arrives as a leading space and is read back as `+`. Unknown
+//! parameters are ignored; a known one given twice is an error rather than a guess.
+
+use crate::payload::{fold_case, is_phone, MAX_TEXT_CHARS};
+use crate::problem::FieldError;
+use crate::timestamp;
+use std::borrow::Cow;
+
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 100;
+
+/// A position in the `(ts, message_id)` order: resume listing strictly after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub ts_key: String,
+    pub message_id: String,
+}
+
+impl Cursor {
+    /// Opaque, URL-safe form handed out as `next_cursor`.
+    pub fn encode(&self) -> String {
+        hex::encode(format!("{}\n{}", self.ts_key, self.message_id))
+    }
+
+    pub fn decode(raw: &str) -> Option<Cursor> {
+        let bytes = hex::decode(raw).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        // Instant keys never contain a newline, so the first one separates the parts.
+        let (ts_key, message_id) = text.split_once('\n')?;
+        // A key is a valid timestamp without its `Z`; anything else was not issued by us.
+        timestamp::instant_key(&format!("{ts_key}Z")).ok()?;
+        Some(Cursor {
+            ts_key: ts_key.to_owned(),
+            message_id: message_id.to_owned(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageQuery {
+    pub limit: u32,
+    pub offset: u64,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Instant key of `since`.
+    pub since_key: Option<String>,
+    /// Case-folded search term; `None` when absent or empty.
+    pub q_folded: Option<String>,
+    pub cursor: Option<Cursor>,
+}
+
+impl Default for MessageQuery {
+    fn default() -> Self {
+        MessageQuery {
+            limit: DEFAULT_LIMIT,
+            offset: 0,
+            from: None,
+            to: None,
+            since_key: None,
+            q_folded: None,
+            cursor: None,
+        }
+    }
+}
+
+const KNOWN: [&str; 7] = ["limit", "offset", "from", "to", "since", "q", "cursor"];
+
+/// Parses the raw query string (without `?`).
+pub fn parse(raw: &str) -> Result<MessageQuery, Vec<FieldError>> {
+    let mut seen: [Option<String>; KNOWN.len()] = Default::default();
+    let mut errors = Vec::new();
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Some(slot) = form_decode(raw_key).and_then(|key| KNOWN.iter().position(|k| *k == key))
+        else {
+            continue; // Unknown (or undecodable) names are not ours to judge.
+        };
+        let name = KNOWN[slot];
+        let Some(value) = form_decode(raw_value) else {
+            errors.push(FieldError::query(name, "string_unicode", "value is not valid UTF-8"));
+            continue;
+        };
+        if seen[slot].is_some() {
+            errors.push(FieldError::query(name, "duplicate", "parameter given more than once"));
+            continue;
+        }
+        seen[slot] = Some(value.into_owned());
+    }
+
+    let mut query = MessageQuery::default();
+    let [limit, offset, from, to, since, q, cursor] = seen;
+    let mut keep = |result: Result<(), FieldError>| {
+        if let Err(err) = result {
+            errors.push(err);
+        }
+    };
+    if let Some(v) = limit {
+        keep(parse_limit(&v).map(|n| query.limit = n));
+    }
+    if let Some(v) = offset {
+        keep(parse_offset(&v).map(|n| query.offset = n));
+    }
+    if let Some(v) = from {
+        keep(parse_phone("from", v).map(|p| query.from = Some(p)));
+    }
+    if let Some(v) = to {
+        keep(parse_phone("to", v).map(|p| query.to = Some(p)));
+    }
+    if let Some(v) = since {
+        keep(parse_since(&v).map(|k| query.since_key = Some(k)));
+    }
+    if let Some(v) = q {
+        keep(parse_q(&v).map(|q| query.q_folded = q));
+    }
+    if let Some(v) = cursor {
+        keep(
+            Cursor::decode(&v)
+                .map(|c| query.cursor = Some(c))
+                .ok_or_else(|| FieldError::query("cursor", "value_error", "not a cursor this API issued")),
+        );
+    }
+    if errors.is_empty() {
+        Ok(query)
+    } else {
+        Err(errors)
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding; `None` when the bytes are not UTF-8.
+fn form_decode(raw: &str) -> Option<Cow<'_, str>> {
+    let spaced: Cow<'_, str> = if raw.contains('+') {
+        Cow::Owned(raw.replace('+', " "))
+    } else {
+        Cow::Borrowed(raw)
+    };
+    let decoded = percent_encoding::percent_decode_str(&spaced).decode_utf8().ok()?;
+    Some(Cow::Owned(decoded.into_owned()))
+}
+
+fn digits_only(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn parse_limit(value: &str) -> Result<u32, FieldError> {
+    let out_of_range = || {
+        FieldError::query(
+            "limit",
+            "range",
+            format!("limit must be an integer from 1 to {MAX_LIMIT}"),
+        )
+    };
+    if !digits_only(value) {
+        return Err(FieldError::query("limit", "int_parsing", "limit must be an integer"));
+    }
+    match value.parse::<u32>() {
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(out_of_range()),
+    }
+}
+
+fn parse_offset(value: &str) -> Result<u64, FieldError> {
+    if !digits_only(value) {
+        return Err(FieldError::query(
+            "offset",
+            "int_parsing",
+            "offset must be a non-negative integer",
+        ));
+    }
+    // SQLite's OFFSET is a signed 64-bit integer.
+    value
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| FieldError::query("offset", "range", "offset is too large"))
+}
+
+fn parse_phone(name: &str, value: String) -> Result<String, FieldError> {
+    let phone = match value.strip_prefix(' ') {
+        Some(rest) => format!("+{rest}"),
+        None => value,
+    };
+    if is_phone(&phone) {
+        Ok(phone)
+    } else {
+        Err(FieldError::query(
+            name,
+            "string_pattern_mismatch",
+            format!("{name} must be + followed by 1 to 15 digits (encode + as %2B)"),
+        ))
+    }
+}
+
+fn parse_since(value: &str) -> Result<String, FieldError> {
+    timestamp::instant_key(value).map_err(|err| {
+        FieldError::query("since", "datetime_format", format!("since {}", err.message))
+    })
+}
+
+fn parse_q(value: &str) -> Result<Option<String>, FieldError> {
+    if value.chars().count() > MAX_TEXT_CHARS {
+        return Err(FieldError::query(
+            "q",
+            "string_too_long",
+            format!("q must be at most {MAX_TEXT_CHARS} characters"),
+        ));
+    }
+    Ok((!value.is_empty()).then(|| fold_case(value)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(raw: &str) -> Vec<(String, &'static str)> {
+        parse(raw)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| (e.loc.join("."), e.kind))
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        assert_eq!(parse("").unwrap(), MessageQuery::default());
+        assert_eq!(parse("&&unknown=1&x").unwrap(), MessageQuery::default());
+    }
+
+    #[test]
+    fn limit_and_offset_bounds() {
+        assert_eq!(parse("limit=1").unwrap().limit, 1);
+        assert_eq!(parse("limit=100").unwrap().limit, 100);
+        assert_eq!(parse("limit=007").unwrap().limit, 7);
+        assert_eq!(parse("offset=0&limit=5").unwrap().offset, 0);
+        assert_eq!(parse("offset=9223372036854775807").unwrap().offset, i64::MAX as u64);
+        for bad in ["limit=0", "limit=101", "limit=99999999999999999999"] {
+            assert_eq!(errs(bad), [("query.limit".into(), "range")], "{bad}");
+        }
+        for bad in ["limit=", "limit=-1", "limit=1.5", "limit=abc", "limit=+5", "limit=%205"] {
+            assert_eq!(errs(bad), [("query.limit".into(), "int_parsing")], "{bad}");
+        }
+        assert_eq!(errs("offset=-1"), [("query.offset".into(), "int_parsing")]);
+        assert_eq!(errs("offset=9223372036854775808"), [("query.offset".into(), "range")]);
+    }
+
+    #[test]
+    fn phones_accept_encoded_and_unencoded_plus() {
+        assert_eq!(parse("from=%2B919876543210").unwrap().from.unwrap(), "+919876543210");
+        assert_eq!(parse("from=+919876543210").unwrap().from.unwrap(), "+919876543210");
+        assert_eq!(parse("to=%20123").unwrap().to.unwrap(), "+123");
+        assert_eq!(errs("from=919876543210"), [("query.from".into(), "string_pattern_mismatch")]);
+        assert_eq!(errs("to="), [("query.to".into(), "string_pattern_mismatch")]);
+        assert_eq!(errs("to=++1"), [("query.to".into(), "string_pattern_mismatch")]);
+    }
+
+    #[test]
+    fn since_is_a_timestamp() {
+        assert_eq!(
+            parse("since=2025-01-15T10:00:00.500Z").unwrap().since_key.unwrap(),
+            "2025-01-15T10:00:00.5"
+        );
+        assert_eq!(errs("since=yesterday"), [("query.since".into(), "datetime_format")]);
+        assert_eq!(errs("since=2025-02-30T00:00:00Z"), [("query.since".into(), "datetime_format")]);
+    }
+
+    #[test]
+    fn q_is_folded_and_literal() {
+        assert_eq!(parse("q=HeLLo").unwrap().q_folded.unwrap(), "hello");
+        assert_eq!(parse("q=50%25_off").unwrap().q_folded.unwrap(), "50%_off");
+        assert_eq!(parse("q=a+b").unwrap().q_folded.unwrap(), "a b");
+        assert_eq!(parse("q=%C3%89T%C3%89").unwrap().q_folded.unwrap(), "été");
+        assert_eq!(parse("q=").unwrap().q_folded, None);
+        assert_eq!(errs("q=%FF"), [("query.q".into(), "string_unicode")]);
+    }
+
+    #[test]
+    fn duplicates_and_several_errors() {
+        assert_eq!(errs("limit=5&limit=6"), [("query.limit".into(), "duplicate")]);
+        assert_eq!(
+            errs("limit=0&offset=x&from=1"),
+            [
+                ("query.limit".into(), "range"),
+                ("query.offset".into(), "int_parsing"),
+                ("query.from".into(), "string_pattern_mismatch")
+            ]
+        );
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_forgeries() {
+        let cursor = Cursor {
+            ts_key: "2025-01-15T10:00:00.25".into(),
+            message_id: "m\n1 & ü".into(),
+        };
+        let parsed = parse(&format!("cursor={}", cursor.encode())).unwrap();
+        assert_eq!(parsed.cursor.unwrap(), cursor);
+        for bad in ["zz", "", &hex::encode("no-newline"), &hex::encode("2025-13-01T00:00:00\nm")] {
+            assert_eq!(errs(&format!("cursor={bad}")), [("query.cursor".into(), "value_error")]);
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! Messages: the idempotent insert, filtered listing, and the stats read.
+
+use super::{counters, first_value, Database, Rows, SqlValue, StorageError};
+use crate::metrics::Increment;
+use crate::payload::NewMessage;
+use crate::query::{Cursor, MessageQuery};
+
+/// Whether an insert stored a new row or found the `message_id` already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    Created,
+    Duplicate,
+}
+
+/// Stores `msg` unless its `message_id` exists (first write wins), and adds the request's
+/// metric increments in the same transaction, so `created` never disagrees with the rows.
+/// The trigger in `migrations.sql` updates the aggregates inside this transaction too.
+pub fn insert_message(
+    db: &dyn Database,
+    msg: &NewMessage,
+    increments_for: impl FnOnce(Inserted) -> Vec<Increment>,
+) -> Result<Inserted, StorageError> {
+    // IMMEDIATE takes the write lock up front: no deadlock-prone read-to-write upgrade, and
+    // the busy timeout covers the whole wait.
+    db.execute("BEGIN IMMEDIATE", &[])?;
+    let result = (|| {
+        let returned = db.execute(
+            "INSERT INTO messages (message_id, sender, recipient, ts, ts_key, body_text, text_folded) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING RETURNING seq",
+            &[
+                SqlValue::text(msg.message_id.as_str()),
+                SqlValue::text(msg.from.as_str()),
+                SqlValue::text(msg.to.as_str()),
+                SqlValue::text(msg.ts.as_str()),
+                SqlValue::text(msg.ts_key.as_str()),
+                msg.text.clone().map_or(SqlValue::Null, SqlValue::Text),
+                msg.folded_text().map_or(SqlValue::Null, SqlValue::Text),
+            ],
+        )?;
+        let inserted = if returned.is_empty() {
+            Inserted::Duplicate
+        } else {
+            Inserted::Created
+        };
+        counters::record(db, &increments_for(inserted))?;
+        db.execute("COMMIT", &[])?;
+        Ok(inserted)
+    })();
+    if result.is_err() {
+        let _ = db.execute("ROLLBACK", &[]);
+    }
+    result
+}
+
+/// A message as stored and returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub message_id: String,
+    pub from: String,
+    pub to: String,
+    pub ts: String,
+    pub text: Option<String>,
+    /// Where this row sits in the order; becomes the next page's cursor.
+    pub ts_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagePage {
+    pub messages: Vec<StoredMessage>,
+    /// Rows matching the filters, ignoring limit, offset and cursor.
+    pub total: i64,
+}
+
+impl MessagePage {
+    /// A cursor after the last row, when the page was full (more may follow).
+    pub fn next_cursor(&self, limit: u32) -> Option<Cursor> {
+        let last = self.messages.last()?;
+        (self.messages.len() == limit as usize).then(|| Cursor {
+            ts_key: last.ts_key.clone(),
+            message_id: last.message_id.clone(),
+        })
+    }
+}
+
+/// The SQL for one `/messages` request: page and total in ONE statement, so both come from
+/// the same snapshot of the database (no total smaller than the page it came with).
+pub fn page_sql(query: &MessageQuery) -> (String, Vec<SqlValue>) {
+    let mut conditions: Vec<&str> = Vec::new();
+    let mut filter_params: Vec<SqlValue> = Vec::new();
+    if let Some(from) = &query.from {
+        conditions.push("sender = ?");
+        filter_params.push(SqlValue::text(from.as_str()));
+    }
+    if let Some(to) = &query.to {
+        conditions.push("recipient = ?");
+        filter_params.push(SqlValue::text(to.as_str()));
+    }
+    if let Some(since) = &query.since_key {
+        conditions.push("ts_key >= ?");
+        filter_params.push(SqlValue::text(since.as_str()));
+    }
+    if let Some(q) = &query.q_folded {
+        // instr, not LIKE: `%` and `_` are plain characters, and NULL text never matches.
+        conditions.push("instr(text_folded, ?) > 0");
+        filter_params.push(SqlValue::text(q.as_str()));
+    }
+
+    // Totals the trigger maintains answer the common cases without counting rows.
+    let only = |field: bool| field && conditions.len() == 1;
+    let (total_sql, mut params) = if conditions.is_empty() {
+        ("(SELECT messages FROM inbox_totals WHERE id = 1)".to_owned(), Vec::new())
+    } else if only(query.from.is_some()) {
+        (
+            "coalesce((SELECT messages FROM sender_counts WHERE sender = ?), 0)".to_owned(),
+            filter_params.clone(),
+        )
+    } else if only(query.to.is_some()) {
+        (
+            "coalesce((SELECT messages FROM recipient_counts WHERE recipient = ?), 0)".to_owned(),
+            filter_params.clone(),
+        )
+    } else {
+        (
+            format!("(SELECT count(*) FROM messages WHERE {})", conditions.join(" AND ")),
+            filter_params.clone(),
+        )
+    };
+
+    let mut page_conditions = conditions.clone();
+    params.extend(filter_params);
+    if let Some(cursor) = &query.cursor {
+        page_conditions.push("(ts_key, message_id) > (?, ?)");
+        params.push(SqlValue::text(cursor.ts_key.as_str()));
+        params.push(SqlValue::text(cursor.message_id.as_str()));
+    }
+    let where_clause = if page_conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", page_conditions.join(" AND "))
+    };
+    params.push(SqlValue::Integer(i64::from(query.limit)));
+    params.push(SqlValue::Integer(i64::try_from(query.offset).unwrap_or(i64::MAX)));
+
+    let sql = format!(
+        "SELECT t.total, p.message_id, p.sender, p.recipient, p.ts, p.body_text, p.ts_key \
+         FROM (SELECT {total_sql} AS total) AS t \
+         LEFT JOIN (SELECT message_id, sender, recipient, ts, body_text, ts_key FROM messages \
+                    {where_clause} ORDER BY ts_key, message_id LIMIT ? OFFSET ?) AS p \
+         ORDER BY p.ts_key, p.message_id"
+    );
+    (sql, params)
+}
+
+pub fn list_messages(db: &dyn Database, query: &MessageQuery) -> Result<MessagePage, StorageError> {
+    let (sql, params) = page_sql(query);
+    let rows = db.execute(&sql, &params)?;
+    let total = first_value(&rows).and_then(SqlValue::as_i64).unwrap_or(0);
+    let messages = rows
+        .iter()
+        .filter_map(|row| {
+            let text = |i: usize| row.get(i).and_then(SqlValue::as_str).map(str::to_owned);
+            Some(StoredMessage {
+                message_id: text(1)?,
+                from: text(2)?,
+                to: text(3)?,
+                ts: text(4)?,
+                text: text(5),
+                ts_key: text(6)?,
+            })
+        })
+        .collect();
+    Ok(MessagePage { messages, total })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub total_messages: i64,
+    pub senders_count: i64,
+    /// Top senders: count descending, then `from` ascending.
+    pub top_senders: Vec<(String, i64)>,
+    pub first_message_ts: Option<String>,
+    pub last_message_ts: Option<String>,
+}
+
+/// Number of senders `/stats` lists.
+pub const TOP_SENDERS: u32 = 10;
+
+/// Reads the maintained aggregates (no scan of messages), in one statement.
+pub fn stats(db: &dyn Database) -> Result<Stats, StorageError> {
+    let rows: Rows = db.execute(
+        "SELECT t.messages, t.senders, t.first_ts, t.last_ts, s.sender, s.messages \
+         FROM inbox_totals AS t \
+         LEFT JOIN (SELECT sender, messages FROM sender_counts \
+                    ORDER BY messages DESC, sender LIMIT ?) AS s \
+         WHERE t.id = 1 \
+         ORDER BY s.messages DESC, s.sender",
+        &[SqlValue::Integer(i64::from(TOP_SENDERS))],
+    )?;
+    let cell = |i: usize| rows.first().and_then(|row| row.get(i));
+    Ok(Stats {
+        total_messages: cell(0).and_then(SqlValue::as_i64).unwrap_or(0),
+        senders_count: cell(1).and_then(SqlValue::as_i64).unwrap_or(0),
+        first_message_ts: cell(2).and_then(SqlValue::as_str).map(str::to_owned),
+        last_message_ts: cell(3).and_then(SqlValue::as_str).map(str::to_owned),
+        top_senders: rows
+            .iter()
+            .filter_map(|row| Some((row.get(4)?.as_str()?.to_owned(), row.get(5)?.as_i64()?)))
+            .collect(),
+    })
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::payload;
+    use crate::query;
+    use crate::storage::{prepare, read_counters, testing::TestDb};
+
+    fn msg(id: &str, from: &str, to: &str, ts: &str, text: Option<&str>) -> NewMessage {
+        let body = serde_json::json!({"message_id": id, "from": from, "to": to, "ts": ts, "text": text});
+        payload::parse(body.to_string().as_bytes()).unwrap()
+    }
+
+    fn store(db: &TestDb, m: &NewMessage) -> Inserted {
+        insert_message(db, m, |_| Vec::new()).unwrap()
+    }
+
+    fn ids(db: &TestDb, raw_query: &str) -> (Vec<String>, i64) {
+        let page = list_messages(db, &query::parse(raw_query).unwrap()).unwrap();
+        (page.messages.into_iter().map(|m| m.message_id).collect(), page.total)
+    }
+
+    fn fresh() -> TestDb {
+        let db = TestDb::new();
+        prepare(&db).unwrap();
+        db
+    }
+
+    #[test]
+    fn first_write_wins_and_aggregates_count_once() {
+        let db = fresh();
+        let first = msg("m1", "+1", "+2", "2025-01-15T10:00:00Z", Some("Hello"));
+        let second = msg("m1", "+9", "+9", "2030-01-01T00:00:00Z", Some("changed"));
+        assert_eq!(store(&db, &first), Inserted::Created);
+        assert_eq!(store(&db, &second), Inserted::Duplicate);
+        let page = list_messages(&db, &MessageQuery::default()).unwrap();
+        assert_eq!(page.total, 1);
+        assert_eq!(page.messages[0].from, "+1");
+        assert_eq!(page.messages[0].text.as_deref(), Some("Hello"));
+        let s = stats(&db).unwrap();
+        assert_eq!((s.total_messages, s.senders_count), (1, 1));
+        assert_eq!(s.top_senders, [("+1".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn insert_commits_counters_with_the_row() {
+        let db = fresh();
+        let m = msg("m1", "+1", "+2", "2025-01-15T10:00:00Z", None);
+        let outcome = insert_message(&db, &m, |inserted| {
+            assert_eq!(inserted, Inserted::Created);
+            crate::metrics::increments("/webhook", 200, 1.0, Some(crate::metrics::WebhookResult::Created))
+        })
+        .unwrap();
+        assert_eq!(outcome, Inserted::Created);
+        assert!(read_counters(&db)
+            .unwrap()
+            .iter()
+            .any(|r| r.labels == "result=\"created\"" && r.value == 1.0));
+    }
+
+    #[test]
+    fn a_failed_insert_leaves_nothing_behind() {
+        let db = fresh();
+        let m = msg("m1", "+1", "+2", "2025-01-15T10:00:00Z", None);
+        db.conn().execute_batch("DROP TABLE metric_counters").unwrap();
+        let increments = |_| crate::metrics::increments("/webhook", 200, 1.0, None);
+        assert!(insert_message(&db, &m, increments).is_err());
+        let count: i64 = db.conn().query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).unwrap();
+        assert_eq!(count, 0, "the message must roll back with its counters");
+        assert_eq!(stats(&db).unwrap().total_messages, 0);
+        assert!(db.conn().is_autocommit(), "no transaction left open");
+    }
+
+    #[test]
+    fn order_is_by_instant_then_id_and_filters_combine() {
+        let db = fresh();
+        for m in [
+            msg("b", "+1", "+2", "2025-01-15T10:00:00.5Z", Some("Fifty% OFF_today")),
+            msg("a", "+1", "+3", "2025-01-15T10:00:00.5Z", Some("hello")),
+            msg("c", "+4", "+2", "2025-01-15T10:00:00Z", None),
+            msg("d", "+1", "+2", "2025-01-15T10:00:00.05Z", Some("HÉLLO world")),
+            msg("e", "+1", "+2", "2025-01-15T10:00:01Z", Some("50 percent")),
+        ] {
+            store(&db, &m);
+        }
+        assert_eq!(ids(&db, ""), (vec!["c".into(), "d".into(), "a".into(), "b".into(), "e".into()], 5));
+        assert_eq!(ids(&db, "from=%2B1").1, 4);
+        assert_eq!(ids(&db, "to=%2B2").1, 4);
+        assert_eq!(ids(&db, "from=%2B1&to=%2B2"), (vec!["d".into(), "b".into(), "e".into()], 3));
+        assert_eq!(ids(&db, "since=2025-01-15T10:00:00.5Z"), (vec!["a".into(), "b".into(), "e".into()], 3));
+        assert_eq!(ids(&db, "q=h%C3%A9llo"), (vec!["d".into()], 1));
+        assert_eq!(ids(&db, "q=hello"), (vec!["a".into()], 1));
+        assert_eq!(ids(&db, "q=%25"), (vec!["b".into()], 1), "% is literal");
+        assert_eq!(ids(&db, "q=f_t"), (vec![], 0), "_ is literal");
+        assert_eq!(ids(&db, "q=%25_off"), (vec![], 0));
+        assert_eq!(ids(&db, "q=%25+off_"), (vec!["b".into()], 1));
+        assert_eq!(
+            ids(&db, "from=%2B1&to=%2B2&since=2025-01-15T10:00:00.1Z&q=e"),
+            (vec!["b".into(), "e".into()], 2)
+        );
+        assert_eq!(ids(&db, "limit=2&offset=1"), (vec!["d".into(), "a".into()], 5));
+        assert_eq!(ids(&db, "offset=50"), (vec![], 5));
+        assert_eq!(ids(&db, "from=%2B999"), (vec![], 0));
+    }
+
+    #[test]
+    fn cursors_walk_every_row_once() {
+        let db = fresh();
+        for i in 0..25 {
+            let ts = format!("2025-01-15T10:00:{:02}Z", i % 7);
+            store(&db, &msg(&format!("m{i:02}"), "+1", "+2", &ts, None));
+        }
+        let mut seen = Vec::new();
+        let mut q = query::parse("limit=4").unwrap();
+        loop {
+            let page = list_messages(&db, &q).unwrap();
+            assert_eq!(page.total, 25);
+            seen.extend(page.messages.iter().map(|m| m.message_id.clone()));
+            match page.next_cursor(q.limit) {
+                Some(c) => q.cursor = Some(c),
+                None => break,
+            }
+        }
+        let all = ids(&db, "limit=100").0;
+        assert_eq!(seen, all);
+    }
+
+    #[test]
+    fn stats_top_ten_with_ties_and_instants() {
+        let db = fresh();
+        assert_eq!(
+            stats(&db).unwrap(),
+            Stats {
+                total_messages: 0,
+                senders_count: 0,
+                top_senders: vec![],
+                first_message_ts: None,
+                last_message_ts: None
+            }
+        );
+        let mut n = 0;
+        for sender in 1..=15 {
+            for _ in 0..(sender % 4 + 1) {
+                n += 1;
+                let ts = format!("2025-01-15T10:{:02}:00.{n}Z", n % 60);
+                store(&db, &msg(&format!("m{n}"), &format!("+{sender}"), "+2", &ts, None));
+            }
+        }
+        store(&db, &msg("early", "+15", "+2", "2025-01-15T09:59:59.999Z", None));
+        store(&db, &msg("late", "+15", "+2", "2025-01-15T11:00:00.000Z", None));
+        let s = stats(&db).unwrap();
+        assert_eq!(s.total_messages, n + 2);
+        assert_eq!(s.senders_count, 15);
+        assert_eq!(s.first_message_ts.as_deref(), Some("2025-01-15T09:59:59.999Z"));
+        assert_eq!(s.last_message_ts.as_deref(), Some("2025-01-15T11:00:00.000Z"));
+        let top: Vec<_> = s.top_senders.iter().map(|(f, c)| format!("{f}:{c}")).collect();
+        assert_eq!(
+            top,
+            ["+15:6", "+11:4", "+3:4", "+7:4", "+10:3", "+14:3", "+2:3", "+6:3", "+1:2", "+13:2"]
+        );
+    }
+}

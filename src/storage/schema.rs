@@ -1,0 +1,135 @@
+//! Creating and upgrading the schema from `migrations.sql`, on first use.
+//!
+//! Spin's `execute` runs only the first statement of a string, so the file is split into
+//! statements here. Many first requests may race: the version is re-checked inside a
+//! `BEGIN IMMEDIATE` transaction, so exactly one of them applies the statements (which are
+//! idempotent anyway) and the others see the new version.
+
+use super::{first_value, Database, StorageError};
+
+/// The schema this build expects; `migrations.sql` ends by setting `user_version` to it.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const MIGRATIONS: &str = include_str!("../../migrations.sql");
+
+/// The statements of `migrations.sql`, comments removed, each complete on its own.
+/// A statement ends at a `;` that closes a line, except inside a trigger body, which ends
+/// at `END;`.
+pub fn statements() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in MIGRATIONS.lines() {
+        let code = line.split("--").next().unwrap_or("").trim_end();
+        if code.trim().is_empty() {
+            continue;
+        }
+        if !current.is_empty() {
+            current.push('\n');
+        }
+        current.push_str(code);
+        let in_trigger = current.trim_start().to_ascii_uppercase().starts_with("CREATE TRIGGER");
+        let complete = if in_trigger {
+            code.trim().eq_ignore_ascii_case("END;")
+        } else {
+            code.ends_with(';')
+        };
+        if complete {
+            out.push(std::mem::take(&mut current));
+        }
+    }
+    debug_assert!(current.trim().is_empty(), "migrations.sql ends mid-statement");
+    out
+}
+
+pub fn user_version(db: &dyn Database) -> Result<i64, StorageError> {
+    let rows = db.execute("PRAGMA user_version", &[])?;
+    Ok(first_value(&rows).and_then(|v| v.as_i64()).unwrap_or(0))
+}
+
+/// Applies the schema unless the database already has it (one cheap read when it does).
+pub fn ensure(db: &dyn Database) -> Result<(), StorageError> {
+    if user_version(db)? >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    let statements = statements();
+    // The journal mode cannot change inside a transaction; it persists in the file. If it
+    // fails (another connection holds the file), the request fails and the next one retries
+    // before anything else is created.
+    let (pragmas, schema): (Vec<_>, Vec<_>) = statements
+        .iter()
+        .partition(|s| s.to_ascii_uppercase().starts_with("PRAGMA JOURNAL_MODE"));
+    for pragma in pragmas {
+        db.execute(pragma, &[])?;
+    }
+    db.execute("BEGIN IMMEDIATE", &[])?;
+    let applied = (|| {
+        if user_version(db)? < SCHEMA_VERSION {
+            for statement in schema {
+                db.execute(statement, &[])?;
+            }
+        }
+        db.execute("COMMIT", &[])?;
+        Ok(())
+    })();
+    if applied.is_err() {
+        // Best effort: a dropped connection rolls back anyway.
+        let _ = db.execute("ROLLBACK", &[]);
+    }
+    applied
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::storage::testing::TestDb;
+
+    #[test]
+    fn splits_into_complete_statements() {
+        let statements = statements();
+        assert!(statements.len() >= 10, "{statements:#?}");
+        for s in &statements {
+            assert!(s.ends_with(';'), "{s}");
+            assert!(rusqlite::ffi::complete(s), "incomplete: {s}");
+        }
+        let trigger = statements.iter().find(|s| s.contains("CREATE TRIGGER")).unwrap();
+        assert!(trigger.ends_with("END;") && trigger.contains("UPDATE inbox_totals"));
+        assert!(statements.last().unwrap().contains("user_version"));
+    }
+
+    #[test]
+    fn one_statement_at_a_time_builds_the_same_schema_as_the_whole_file() {
+        let piecewise = TestDb::new();
+        ensure(&piecewise).unwrap();
+        let batch = TestDb::new();
+        batch.conn().execute_batch(MIGRATIONS).unwrap();
+        assert_eq!(piecewise.schema(), batch.schema());
+        assert_eq!(user_version(&piecewise).unwrap(), SCHEMA_VERSION);
+        assert_eq!(piecewise.journal_mode(), "wal");
+    }
+
+    #[test]
+    fn is_idempotent_and_respects_a_prepared_database() {
+        let db = TestDb::new();
+        db.conn().execute_batch(MIGRATIONS).unwrap();
+        db.conn().execute_batch(MIGRATIONS).unwrap();
+        ensure(&db).unwrap();
+        ensure(&db).unwrap();
+        assert_eq!(user_version(&db).unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn concurrent_first_requests_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("race.db");
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || ensure(&TestDb::open(&path)))
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+        assert_eq!(user_version(&TestDb::open(&path)).unwrap(), SCHEMA_VERSION);
+    }
+}

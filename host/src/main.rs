@@ -1,0 +1,70 @@
+//! `spin up` stand-in: run from the app directory.
+//!
+//! ```text
+//! cargo run --release -p spin-test-host -- [--listen 127.0.0.1:3000]
+//!     [--runtime-config-file runtime-config.toml] [--sqlite @migrations.sql]... [--app-dir .]
+//!     [--quiet]
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use spin_test_host::{Host, HostOptions};
+
+const USAGE: &str = "usage: spin-test-host [--listen ADDR] [--runtime-config-file FILE] \
+[--sqlite SQL|@FILE]... [--app-dir DIR] [--quiet]";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let mut opts = HostOptions::new(".");
+    opts.listen = "127.0.0.1:3000".parse().unwrap();
+    opts.echo_logs = true;
+
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        // Accept both `--flag value` and `--flag=value`.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => args.next().with_context(|| format!("{flag} needs a value")),
+            }
+        };
+        match flag.as_str() {
+            "--listen" => opts.listen = value()?.parse().context("--listen wants IP:PORT")?,
+            "--runtime-config-file" => opts.runtime_config = Some(PathBuf::from(value()?)),
+            "--sqlite" => opts.sqlite_statements.push(value()?),
+            "--app-dir" | "--from" | "-f" => opts.app_dir = PathBuf::from(value()?),
+            "--quiet" => opts.echo_logs = false,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+
+    let host = Host::start(opts)?;
+    println!("\nServing {}", host.url(""));
+    println!("Available Routes:");
+    for (route, component) in host.routes() {
+        println!("  {component}: {}{route}", host.url(""));
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(tokio::signal::ctrl_c())?;
+    eprintln!("Shutting down");
+    host.shutdown();
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! The runtime config file (`--runtime-config-file`): only `[sqlite_database.<label>]` with
+//! `type = "spin"` matters to this host; other sections are ignored.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// Where one SQLite database lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DbLocation {
+    /// `type = "spin"` without `path`: every connection gets its own empty in-memory database,
+    /// as in Spin.
+    InMemory,
+    Path(PathBuf),
+}
+
+/// Database label -> location, as configured by the runtime config file.
+pub type SqliteDatabases = BTreeMap<String, DbLocation>;
+
+/// Reads the runtime config file. Relative database paths resolve against `base_dir` (Spin
+/// uses the directory `spin up` runs in).
+pub fn load(path: &Path, base_dir: &Path) -> Result<SqliteDatabases> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read runtime config {}", path.display()))?;
+    parse(&text, base_dir).with_context(|| format!("invalid runtime config {}", path.display()))
+}
+
+pub fn parse(text: &str, base_dir: &Path) -> Result<SqliteDatabases> {
+    let raw: RawRuntimeConfig = toml::from_str(text)?;
+    let mut out = BTreeMap::new();
+    for (label, db) in raw.sqlite_database {
+        if db.kind != "spin" {
+            bail!(
+                "sqlite_database.{label}: type = {:?} is not supported by the test host (only \"spin\")",
+                db.kind
+            );
+        }
+        let location = match db.path {
+            Some(p) => DbLocation::Path(base_dir.join(p)),
+            None => DbLocation::InMemory,
+        };
+        out.insert(label, location);
+    }
+    Ok(out)
+}
+
+/// The databases an app gets: `default` at `<app_dir>/.spin/sqlite_db.db` unless the runtime
+/// config says otherwise, plus every label the runtime config defines.
+pub fn sqlite_databases(app_dir: &Path, configured: SqliteDatabases) -> SqliteDatabases {
+    let mut out = BTreeMap::new();
+    out.insert(
+        "default".to_string(),
+        DbLocation::Path(app_dir.join(".spin").join("sqlite_db.db")),
+    );
+    out.extend(configured);
+    out
+}
+
+#[derive(Deserialize)]
+struct RawRuntimeConfig {
+    #[serde(default)]
+    sqlite_database: BTreeMap<String, RawSqliteDatabase>,
+}
+
+#[derive(Deserialize)]
+struct RawSqliteDatabase {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    path: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spin_databases_resolve_against_base() {
+        let dbs = parse(
+            "[sqlite_database.default]\ntype = \"spin\"\npath = \"x.db\"\n[sqlite_database.mem]\ntype = \"spin\"\n[key_value_store.default]\ntype = \"spin\"\n",
+            Path::new("/base"),
+        )
+        .unwrap();
+        assert_eq!(dbs["default"], DbLocation::Path("/base/x.db".into()));
+        assert_eq!(dbs["mem"], DbLocation::InMemory);
+    }
+
+    #[test]
+    fn other_types_are_refused() {
+        assert!(parse("[sqlite_database.default]\ntype = \"libsql\"\nurl = \"x\"\n", Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn default_database_lives_in_state_dir() {
+        let dbs = sqlite_databases(Path::new("/app"), BTreeMap::new());
+        assert_eq!(dbs["default"], DbLocation::Path("/app/.spin/sqlite_db.db".into()));
+    }
+}

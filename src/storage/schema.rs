@@ -89,7 +89,10 @@ mod tests {
         assert!(statements.len() >= 10, "{statements:#?}");
         for s in &statements {
             assert!(s.ends_with(';'), "{s}");
-            assert!(rusqlite::ffi::complete(s), "incomplete: {s}");
+            let c = std::ffi::CString::new(s.as_str()).unwrap();
+            // SAFETY: a valid NUL-terminated string; sqlite3_complete only reads it.
+            let complete = unsafe { rusqlite::ffi::sqlite3_complete(c.as_ptr()) } != 0;
+            assert!(complete, "incomplete: {s}");
         }
         let trigger = statements.iter().find(|s| s.contains("CREATE TRIGGER")).unwrap();
         assert!(trigger.ends_with("END;") && trigger.contains("UPDATE inbox_totals"));

@@ -30,21 +30,24 @@ impl TestDb {
         }
     }
 
-    pub fn path(&self) -> std::path::PathBuf {
-        self.conn.path().expect("file database").into()
-    }
-
     pub fn conn(&self) -> &rusqlite::Connection {
         &self.conn
     }
 
-    /// The schema as SQLite stores it, for comparisons.
+    /// The schema as SQLite stores it, comments and spacing normalised, for comparisons.
     pub fn schema(&self) -> Vec<(String, String)> {
         let mut stmt = self
             .conn
             .prepare("SELECT name, coalesce(sql, '') FROM sqlite_schema ORDER BY name")
             .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        let normalise = |sql: String| {
+            sql.lines()
+                .map(|line| line.split("--").next().unwrap_or(""))
+                .flat_map(str::split_whitespace)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        stmt.query_map([], |r| Ok((r.get(0)?, normalise(r.get(1)?))))
             .unwrap()
             .map(Result::unwrap)
             .collect()

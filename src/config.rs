@@ -19,7 +19,9 @@ pub fn max_body_bytes(value: Option<&str>) -> Result<usize, String> {
     };
     match raw.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{MAX_BODY_BYTES} must be a positive whole number of bytes")),
+        _ => Err(format!(
+            "{MAX_BODY_BYTES} must be a positive whole number of bytes"
+        )),
     }
 }
 

@@ -111,8 +111,13 @@ const READ_CHUNK: u64 = 16 * 1024;
 
 impl RequestBody for SpinBody {
     fn read_to_limit(self: Box<Self>, limit: usize) -> Result<Vec<u8>, BodyError> {
-        let body = self.0.consume().map_err(|()| BodyError::Io("body already taken".into()))?;
-        let stream = body.stream().map_err(|()| BodyError::Io("body stream unavailable".into()))?;
+        let body = self
+            .0
+            .consume()
+            .map_err(|()| BodyError::Io("body already taken".into()))?;
+        let stream = body
+            .stream()
+            .map_err(|()| BodyError::Io("body stream unavailable".into()))?;
         let mut out = Vec::new();
         loop {
             match stream.blocking_read(READ_CHUNK) {

@@ -160,7 +160,9 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Response {
         Route::NotFound => Outcome::detail(404, "not found"),
         Route::WrongMethod(endpoint) => {
             let mut outcome = Outcome::detail(405, "method not allowed");
-            outcome.headers.push(("allow", endpoint.method().to_owned()));
+            outcome
+                .headers
+                .push(("allow", endpoint.method().to_owned()));
             outcome
         }
         Route::Found(Endpoint::Live) => Outcome::json(200, responses::status("ok")),
@@ -173,9 +175,12 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Response {
 
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     if !outcome.counted {
-        let increments = metrics::increments(route.label(), outcome.status, latency_ms, outcome.webhook);
+        let increments =
+            metrics::increments(route.label(), outcome.status, latency_ms, outcome.webhook);
         if let Err(err) = session.db().and_then(|db| storage::record(db, &increments)) {
-            outcome.error.get_or_insert_with(|| format!("metrics not recorded: {err}"));
+            outcome
+                .error
+                .get_or_insert_with(|| format!("metrics not recorded: {err}"));
         }
     }
 
@@ -227,7 +232,10 @@ fn random_bytes() -> [u8; 16] {
 }
 
 fn storage_unavailable(err: StorageError) -> Outcome {
-    Outcome::unavailable("storage unavailable, retry later", format!("storage: {err}"))
+    Outcome::unavailable(
+        "storage unavailable, retry later",
+        format!("storage: {err}"),
+    )
 }
 
 /// `POST /webhook`: limit, configuration, signature, validation, store; in that order.
@@ -239,7 +247,8 @@ fn webhook(session: &mut Session, request: Request, started: Instant, route: Rou
                 .webhook(WebhookResult::NotConfigured)
         }
     };
-    let too_large = || Outcome::detail(413, "payload too large").webhook(WebhookResult::PayloadTooLarge);
+    let too_large =
+        || Outcome::detail(413, "payload too large").webhook(WebhookResult::PayloadTooLarge);
     let declared_length = request
         .single_header("content-length")
         .and_then(|v| std::str::from_utf8(v).ok())
@@ -267,7 +276,9 @@ fn webhook(session: &mut Session, request: Request, started: Instant, route: Rou
         outcome.webhook = Some(WebhookResult::NotConfigured);
         return outcome;
     }
-    let previous = session.variable(config::WEBHOOK_SECRET_PREVIOUS).unwrap_or_default();
+    let previous = session
+        .variable(config::WEBHOOK_SECRET_PREVIOUS)
+        .unwrap_or_default();
     let secrets = [secret.as_bytes(), previous.as_bytes()];
     if !signature_header.is_some_and(|sig| signature::verify(&sig, &body, &secrets)) {
         return Outcome::detail(401, "invalid signature").webhook(WebhookResult::InvalidSignature);
@@ -276,7 +287,8 @@ fn webhook(session: &mut Session, request: Request, started: Instant, route: Rou
     let message = match payload::parse(&body) {
         Ok(message) => message,
         Err(errors) => {
-            return Outcome::json(422, problem::validation(&errors)).webhook(WebhookResult::ValidationError)
+            return Outcome::json(422, problem::validation(&errors))
+                .webhook(WebhookResult::ValidationError)
         }
     };
 
@@ -311,7 +323,10 @@ fn list(session: &mut Session, raw_query: &str) -> Outcome {
         Ok(query) => query,
         Err(errors) => return Outcome::json(422, problem::validation(&errors)),
     };
-    match session.db().and_then(|db| storage::list_messages(db, &query)) {
+    match session
+        .db()
+        .and_then(|db| storage::list_messages(db, &query))
+    {
         Ok(page) => Outcome::json(200, responses::messages(&page, query.limit, query.offset)),
         Err(err) => storage_unavailable(err),
     }
@@ -339,10 +354,16 @@ fn scrape(session: &mut Session) -> Outcome {
 fn ready(session: &mut Session) -> Outcome {
     let mut failures = serde_json::Map::new();
     let mut errors = Vec::new();
-    if session.variable(config::WEBHOOK_SECRET).unwrap_or_default().is_empty() {
+    if session
+        .variable(config::WEBHOOK_SECRET)
+        .unwrap_or_default()
+        .is_empty()
+    {
         failures.insert("secret".into(), "webhook secret not configured".into());
     }
-    if let Err(problem) = config::max_body_bytes(session.variable(config::MAX_BODY_BYTES).as_deref()) {
+    if let Err(problem) =
+        config::max_body_bytes(session.variable(config::MAX_BODY_BYTES).as_deref())
+    {
         failures.insert("config".into(), problem.into());
     }
     match session.db().and_then(storage::schema_version) {

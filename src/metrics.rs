@@ -7,8 +7,9 @@
 use std::fmt::Write;
 
 /// Upper bounds (ms) of the latency histogram buckets; `+Inf` is implicit.
-pub const LATENCY_BUCKETS_MS: [f64; 12] =
-    [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
+pub const LATENCY_BUCKETS_MS: [f64; 12] = [
+    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+];
 
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const WEBHOOK_REQUESTS: &str = "webhook_requests_total";
@@ -114,12 +115,22 @@ pub fn render(rows: &[CounterRow]) -> String {
         picked
     };
 
-    family(&mut out, HTTP_REQUESTS, "counter", "HTTP requests by route and status code.");
+    family(
+        &mut out,
+        HTTP_REQUESTS,
+        "counter",
+        "HTTP requests by route and status code.",
+    );
     for row in select(HTTP_REQUESTS) {
         sample(&mut out, HTTP_REQUESTS, &row.labels, row.value);
     }
 
-    family(&mut out, WEBHOOK_REQUESTS, "counter", "POST /webhook requests by outcome.");
+    family(
+        &mut out,
+        WEBHOOK_REQUESTS,
+        "counter",
+        "POST /webhook requests by outcome.",
+    );
     for row in select(WEBHOOK_REQUESTS) {
         sample(&mut out, WEBHOOK_REQUESTS, &row.labels, row.value);
     }
@@ -142,7 +153,12 @@ pub fn render(rows: &[CounterRow]) -> String {
     for bound in LATENCY_BUCKETS_MS {
         let label = format_number(bound);
         cumulative += count_in(&label);
-        sample(&mut out, LATENCY_BUCKET, &format!("le=\"{label}\""), cumulative);
+        sample(
+            &mut out,
+            LATENCY_BUCKET,
+            &format!("le=\"{label}\""),
+            cumulative,
+        );
     }
     cumulative += count_in("+Inf");
     sample(&mut out, LATENCY_BUCKET, "le=\"+Inf\"", cumulative);
@@ -213,8 +229,18 @@ mod tests {
     #[test]
     fn renders_cumulative_histogram_and_counters() {
         let mut all = Vec::new();
-        all.extend(rows(&increments("/webhook", 200, 0.5, Some(WebhookResult::Created))));
-        all.extend(rows(&increments("/webhook", 200, 120.0, Some(WebhookResult::Duplicate))));
+        all.extend(rows(&increments(
+            "/webhook",
+            200,
+            0.5,
+            Some(WebhookResult::Created),
+        )));
+        all.extend(rows(&increments(
+            "/webhook",
+            200,
+            120.0,
+            Some(WebhookResult::Duplicate),
+        )));
         all.extend(rows(&increments("other", 404, 7000.0, None)));
         let text = render(&all);
         assert!(text.contains("# TYPE http_requests_total counter\n"));
@@ -233,7 +259,11 @@ mod tests {
     #[test]
     fn empty_store_still_renders_every_family() {
         let text = render(&[]);
-        for family in ["http_requests_total", "webhook_requests_total", "request_latency_ms"] {
+        for family in [
+            "http_requests_total",
+            "webhook_requests_total",
+            "request_latency_ms",
+        ] {
             assert!(text.contains(&format!("# HELP {family} ")), "{family}");
         }
         assert!(text.contains("request_latency_ms_count 0\n"));

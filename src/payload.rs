@@ -64,21 +64,35 @@ fn json_error_summary(err: &serde_json::Error) -> String {
 
 fn validate(object: &Map<String, Value>) -> Result<NewMessage, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let message_id = keep(&mut errors, required_string(object, "message_id").and_then(non_empty_id));
-    let from = keep(&mut errors, required_string(object, "from").and_then(|v| phone("from", v)));
-    let to = keep(&mut errors, required_string(object, "to").and_then(|v| phone("to", v)));
-    let ts = keep(&mut errors, required_string(object, "ts").and_then(timestamp_with_key));
+    let message_id = keep(
+        &mut errors,
+        required_string(object, "message_id").and_then(non_empty_id),
+    );
+    let from = keep(
+        &mut errors,
+        required_string(object, "from").and_then(|v| phone("from", v)),
+    );
+    let to = keep(
+        &mut errors,
+        required_string(object, "to").and_then(|v| phone("to", v)),
+    );
+    let ts = keep(
+        &mut errors,
+        required_string(object, "ts").and_then(timestamp_with_key),
+    );
     let text = keep(&mut errors, optional_text(object));
 
     match (message_id, from, to, ts, text) {
-        (Some(message_id), Some(from), Some(to), Some((ts, ts_key)), Some(text)) => Ok(NewMessage {
-            message_id,
-            from,
-            to,
-            ts,
-            ts_key,
-            text,
-        }),
+        (Some(message_id), Some(from), Some(to), Some((ts, ts_key)), Some(text)) => {
+            Ok(NewMessage {
+                message_id,
+                from,
+                to,
+                ts,
+                ts_key,
+                text,
+            })
+        }
         _ => Err(errors),
     }
 }
@@ -108,7 +122,11 @@ fn timestamp_with_key(ts: String) -> Result<(String, String), FieldError> {
                 TimestampErrorKind::Format => "datetime_format",
                 TimestampErrorKind::Value => "datetime_value",
             };
-            Err(FieldError::body(Some("ts"), kind, format!("ts {}", err.message)))
+            Err(FieldError::body(
+                Some("ts"),
+                kind,
+                format!("ts {}", err.message),
+            ))
         }
     }
 }
@@ -151,7 +169,9 @@ fn phone(field: &str, value: String) -> Result<String, FieldError> {
 fn optional_text(object: &Map<String, Value>) -> Result<Option<String>, FieldError> {
     match object.get("text") {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) if text.chars().count() <= MAX_TEXT_CHARS => Ok(Some(text.clone())),
+        Some(Value::String(text)) if text.chars().count() <= MAX_TEXT_CHARS => {
+            Ok(Some(text.clone()))
+        }
         Some(Value::String(_)) => Err(FieldError::body(
             Some("text"),
             "string_too_long",
@@ -232,21 +252,45 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             fields(&errs),
-            ["body.message_id", "body.from", "body.to", "body.ts", "body.text"]
+            [
+                "body.message_id",
+                "body.from",
+                "body.to",
+                "body.ts",
+                "body.text"
+            ]
         );
         let kinds: Vec<_> = errs.iter().map(|e| e.kind).collect();
         assert_eq!(
             kinds,
-            ["string_too_short", "string_type", "string_pattern_mismatch", "datetime_value", "string_type"]
+            [
+                "string_too_short",
+                "string_type",
+                "string_pattern_mismatch",
+                "datetime_value",
+                "string_type"
+            ]
         );
         let missing = parse(b"{}").unwrap_err();
-        assert_eq!(fields(&missing), ["body.message_id", "body.from", "body.to", "body.ts"]);
+        assert_eq!(
+            fields(&missing),
+            ["body.message_id", "body.from", "body.to", "body.ts"]
+        );
         assert!(missing.iter().all(|e| e.kind == "missing"));
     }
 
     #[test]
     fn rejects_bodies_that_are_not_objects() {
-        for raw in [&b"[]"[..], b"1", b"null", b"\"x\"", b"", b"{", b"\xff\xfe", b"{\"a\":1}x"] {
+        for raw in [
+            &b"[]"[..],
+            b"1",
+            b"null",
+            b"\"x\"",
+            b"",
+            b"{",
+            b"\xff\xfe",
+            b"{\"a\":1}x",
+        ] {
             let errs = parse(raw).unwrap_err();
             assert_eq!(fields(&errs), ["body"], "{raw:?}");
         }
@@ -256,7 +300,11 @@ mod tests {
 
     #[test]
     fn timestamp_problems_are_reported_on_ts() {
-        for ts in ["2025-01-15T10:00:00", "2025-01-15T10:00:00+05:30", "2025-01-15T24:00:00Z"] {
+        for ts in [
+            "2025-01-15T10:00:00",
+            "2025-01-15T10:00:00+05:30",
+            "2025-01-15T24:00:00Z",
+        ] {
             let mut v = valid();
             v["ts"] = json!(ts);
             assert_eq!(fields(&parse(&body(v)).unwrap_err()), ["body.ts"], "{ts}");

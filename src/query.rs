@@ -80,11 +80,19 @@ pub fn parse(raw: &str) -> Result<MessageQuery, Vec<FieldError>> {
         };
         let name = KNOWN[slot];
         let Some(value) = form_decode(raw_value) else {
-            errors.push(FieldError::query(name, "string_unicode", "value is not valid UTF-8"));
+            errors.push(FieldError::query(
+                name,
+                "string_unicode",
+                "value is not valid UTF-8",
+            ));
             continue;
         };
         if seen[slot].is_some() {
-            errors.push(FieldError::query(name, "duplicate", "parameter given more than once"));
+            errors.push(FieldError::query(
+                name,
+                "duplicate",
+                "parameter given more than once",
+            ));
             continue;
         }
         seen[slot] = Some(value.into_owned());
@@ -119,7 +127,9 @@ pub fn parse(raw: &str) -> Result<MessageQuery, Vec<FieldError>> {
         keep(
             Cursor::decode(&v)
                 .map(|c| query.cursor = Some(c))
-                .ok_or_else(|| FieldError::query("cursor", "value_error", "not a cursor this API issued")),
+                .ok_or_else(|| {
+                    FieldError::query("cursor", "value_error", "not a cursor this API issued")
+                }),
         );
     }
     if errors.is_empty() {
@@ -136,7 +146,9 @@ fn form_decode(raw: &str) -> Option<Cow<'_, str>> {
     } else {
         Cow::Borrowed(raw)
     };
-    let decoded = percent_encoding::percent_decode_str(&spaced).decode_utf8().ok()?;
+    let decoded = percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()?;
     Some(Cow::Owned(decoded.into_owned()))
 }
 
@@ -153,7 +165,11 @@ fn parse_limit(value: &str) -> Result<u32, FieldError> {
         )
     };
     if !digits_only(value) {
-        return Err(FieldError::query("limit", "int_parsing", "limit must be an integer"));
+        return Err(FieldError::query(
+            "limit",
+            "int_parsing",
+            "limit must be an integer",
+        ));
     }
     match value.parse::<u32>() {
         Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
@@ -234,35 +250,72 @@ mod tests {
         assert_eq!(parse("limit=100").unwrap().limit, 100);
         assert_eq!(parse("limit=007").unwrap().limit, 7);
         assert_eq!(parse("offset=0&limit=5").unwrap().offset, 0);
-        assert_eq!(parse("offset=9223372036854775807").unwrap().offset, i64::MAX as u64);
+        assert_eq!(
+            parse("offset=9223372036854775807").unwrap().offset,
+            i64::MAX as u64
+        );
         for bad in ["limit=0", "limit=101", "limit=99999999999999999999"] {
             assert_eq!(errs(bad), [("query.limit".into(), "range")], "{bad}");
         }
-        for bad in ["limit=", "limit=-1", "limit=1.5", "limit=abc", "limit=+5", "limit=%205"] {
+        for bad in [
+            "limit=",
+            "limit=-1",
+            "limit=1.5",
+            "limit=abc",
+            "limit=+5",
+            "limit=%205",
+        ] {
             assert_eq!(errs(bad), [("query.limit".into(), "int_parsing")], "{bad}");
         }
         assert_eq!(errs("offset=-1"), [("query.offset".into(), "int_parsing")]);
-        assert_eq!(errs("offset=9223372036854775808"), [("query.offset".into(), "range")]);
+        assert_eq!(
+            errs("offset=9223372036854775808"),
+            [("query.offset".into(), "range")]
+        );
     }
 
     #[test]
     fn phones_accept_encoded_and_unencoded_plus() {
-        assert_eq!(parse("from=%2B919876543210").unwrap().from.unwrap(), "+919876543210");
-        assert_eq!(parse("from=+919876543210").unwrap().from.unwrap(), "+919876543210");
+        assert_eq!(
+            parse("from=%2B919876543210").unwrap().from.unwrap(),
+            "+919876543210"
+        );
+        assert_eq!(
+            parse("from=+919876543210").unwrap().from.unwrap(),
+            "+919876543210"
+        );
         assert_eq!(parse("to=%20123").unwrap().to.unwrap(), "+123");
-        assert_eq!(errs("from=919876543210"), [("query.from".into(), "string_pattern_mismatch")]);
-        assert_eq!(errs("to="), [("query.to".into(), "string_pattern_mismatch")]);
-        assert_eq!(errs("to=++1"), [("query.to".into(), "string_pattern_mismatch")]);
+        assert_eq!(
+            errs("from=919876543210"),
+            [("query.from".into(), "string_pattern_mismatch")]
+        );
+        assert_eq!(
+            errs("to="),
+            [("query.to".into(), "string_pattern_mismatch")]
+        );
+        assert_eq!(
+            errs("to=++1"),
+            [("query.to".into(), "string_pattern_mismatch")]
+        );
     }
 
     #[test]
     fn since_is_a_timestamp() {
         assert_eq!(
-            parse("since=2025-01-15T10:00:00.500Z").unwrap().since_key.unwrap(),
+            parse("since=2025-01-15T10:00:00.500Z")
+                .unwrap()
+                .since_key
+                .unwrap(),
             "2025-01-15T10:00:00.5"
         );
-        assert_eq!(errs("since=yesterday"), [("query.since".into(), "datetime_format")]);
-        assert_eq!(errs("since=2025-02-30T00:00:00Z"), [("query.since".into(), "datetime_format")]);
+        assert_eq!(
+            errs("since=yesterday"),
+            [("query.since".into(), "datetime_format")]
+        );
+        assert_eq!(
+            errs("since=2025-02-30T00:00:00Z"),
+            [("query.since".into(), "datetime_format")]
+        );
     }
 
     #[test]
@@ -277,7 +330,10 @@ mod tests {
 
     #[test]
     fn duplicates_and_several_errors() {
-        assert_eq!(errs("limit=5&limit=6"), [("query.limit".into(), "duplicate")]);
+        assert_eq!(
+            errs("limit=5&limit=6"),
+            [("query.limit".into(), "duplicate")]
+        );
         assert_eq!(
             errs("limit=0&offset=x&from=1"),
             [
@@ -296,8 +352,16 @@ mod tests {
         };
         let parsed = parse(&format!("cursor={}", cursor.encode())).unwrap();
         assert_eq!(parsed.cursor.unwrap(), cursor);
-        for bad in ["zz", "", &hex::encode("no-newline"), &hex::encode("2025-13-01T00:00:00\nm")] {
-            assert_eq!(errs(&format!("cursor={bad}")), [("query.cursor".into(), "value_error")]);
+        for bad in [
+            "zz",
+            "",
+            &hex::encode("no-newline"),
+            &hex::encode("2025-13-01T00:00:00\nm"),
+        ] {
+            assert_eq!(
+                errs(&format!("cursor={bad}")),
+                [("query.cursor".into(), "value_error")]
+            );
         }
     }
 }

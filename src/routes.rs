@@ -72,12 +72,24 @@ mod tests {
     #[test]
     fn resolves_exact_paths_and_methods() {
         assert_eq!(resolve("POST", "/webhook"), Route::Found(Endpoint::Webhook));
-        assert_eq!(resolve("GET", "/webhook"), Route::WrongMethod(Endpoint::Webhook));
-        assert_eq!(resolve("GET", "/health/ready"), Route::Found(Endpoint::Ready));
-        assert_eq!(resolve("DELETE", "/messages"), Route::WrongMethod(Endpoint::Messages));
+        assert_eq!(
+            resolve("GET", "/webhook"),
+            Route::WrongMethod(Endpoint::Webhook)
+        );
+        assert_eq!(
+            resolve("GET", "/health/ready"),
+            Route::Found(Endpoint::Ready)
+        );
+        assert_eq!(
+            resolve("DELETE", "/messages"),
+            Route::WrongMethod(Endpoint::Messages)
+        );
         assert_eq!(resolve("GET", "/messages/"), Route::NotFound);
         assert_eq!(resolve("GET", "/WEBHOOK"), Route::NotFound);
-        assert_eq!(resolve("get", "/stats"), Route::WrongMethod(Endpoint::Stats));
+        assert_eq!(
+            resolve("get", "/stats"),
+            Route::WrongMethod(Endpoint::Stats)
+        );
         assert_eq!(resolve("GET", "/../etc/passwd").label(), "other");
         assert_eq!(resolve("PUT", "/metrics").label(), "/metrics");
     }

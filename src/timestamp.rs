@@ -67,7 +67,9 @@ pub fn instant_key(input: &str) -> Result<String, TimestampError> {
     };
 
     let number = |range: std::ops::Range<usize>| -> u32 {
-        input[range].bytes().fold(0, |n, b| n * 10 + u32::from(b - b'0'))
+        input[range]
+            .bytes()
+            .fold(0, |n, b| n * 10 + u32::from(b - b'0'))
     };
     let (year, month, day) = (number(0..4), number(5..7), number(8..10));
     let (hour, minute, second) = (number(11..13), number(14..16), number(17..19));
@@ -84,7 +86,9 @@ pub fn instant_key(input: &str) -> Result<String, TimestampError> {
         return Err(value_error("minute must be 00 to 59"));
     }
     if second > 59 {
-        return Err(value_error("second must be 00 to 59 (leap seconds are not accepted)"));
+        return Err(value_error(
+            "second must be 00 to 59 (leap seconds are not accepted)",
+        ));
     }
 
     let significant = fraction_digits.trim_end_matches('0');
@@ -146,12 +150,18 @@ mod tests {
 
     #[test]
     fn accepts_whole_and_fractional_seconds() {
-        assert_eq!(instant_key("2025-01-15T10:00:00Z").unwrap(), "2025-01-15T10:00:00");
+        assert_eq!(
+            instant_key("2025-01-15T10:00:00Z").unwrap(),
+            "2025-01-15T10:00:00"
+        );
         assert_eq!(
             instant_key("2025-01-15T10:00:00.250Z").unwrap(),
             "2025-01-15T10:00:00.25"
         );
-        assert_eq!(instant_key("2025-01-15T10:00:00.000Z").unwrap(), "2025-01-15T10:00:00");
+        assert_eq!(
+            instant_key("2025-01-15T10:00:00.000Z").unwrap(),
+            "2025-01-15T10:00:00"
+        );
         assert_eq!(
             instant_key("2025-01-15T10:00:00.123456789012Z").unwrap(),
             "2025-01-15T10:00:00.123456789012"

@@ -55,16 +55,30 @@ mod tests {
     fn increments_accumulate_and_keep_integer_counts() {
         let db = TestDb::new();
         prepare(&db).unwrap();
-        record(&db, &increments("/webhook", 200, 1.5, Some(WebhookResult::Created))).unwrap();
-        record(&db, &increments("/webhook", 200, 2.0, Some(WebhookResult::Created))).unwrap();
+        record(
+            &db,
+            &increments("/webhook", 200, 1.5, Some(WebhookResult::Created)),
+        )
+        .unwrap();
+        record(
+            &db,
+            &increments("/webhook", 200, 2.0, Some(WebhookResult::Created)),
+        )
+        .unwrap();
         let rows = read_counters(&db).unwrap();
         let get = |name: &str, labels: &str| {
             rows.iter()
                 .find(|r| r.name == name && r.labels == labels)
                 .map(|r| r.value)
         };
-        assert_eq!(get("http_requests_total", "path=\"/webhook\",status=\"200\""), Some(2.0));
-        assert_eq!(get("webhook_requests_total", "result=\"created\""), Some(2.0));
+        assert_eq!(
+            get("http_requests_total", "path=\"/webhook\",status=\"200\""),
+            Some(2.0)
+        );
+        assert_eq!(
+            get("webhook_requests_total", "result=\"created\""),
+            Some(2.0)
+        );
         assert_eq!(get("request_latency_ms_sum", ""), Some(3.5));
         let stored: String = db
             .conn()

@@ -108,7 +108,10 @@ pub fn page_sql(query: &MessageQuery) -> (String, Vec<SqlValue>) {
     // Totals the trigger maintains answer the common cases without counting rows.
     let only = |field: bool| field && conditions.len() == 1;
     let (total_sql, mut params) = if conditions.is_empty() {
-        ("(SELECT messages FROM inbox_totals WHERE id = 1)".to_owned(), Vec::new())
+        (
+            "(SELECT messages FROM inbox_totals WHERE id = 1)".to_owned(),
+            Vec::new(),
+        )
     } else if only(query.from.is_some()) {
         (
             "coalesce((SELECT messages FROM sender_counts WHERE sender = ?), 0)".to_owned(),
@@ -121,7 +124,10 @@ pub fn page_sql(query: &MessageQuery) -> (String, Vec<SqlValue>) {
         )
     } else {
         (
-            format!("(SELECT count(*) FROM messages WHERE {})", conditions.join(" AND ")),
+            format!(
+                "(SELECT count(*) FROM messages WHERE {})",
+                conditions.join(" AND ")
+            ),
             filter_params.clone(),
         )
     };
@@ -139,7 +145,9 @@ pub fn page_sql(query: &MessageQuery) -> (String, Vec<SqlValue>) {
         format!("WHERE {}", page_conditions.join(" AND "))
     };
     params.push(SqlValue::Integer(i64::from(query.limit)));
-    params.push(SqlValue::Integer(i64::try_from(query.offset).unwrap_or(i64::MAX)));
+    params.push(SqlValue::Integer(
+        i64::try_from(query.offset).unwrap_or(i64::MAX),
+    ));
 
     let sql = format!(
         "SELECT t.total, p.message_id, p.sender, p.recipient, p.ts, p.body_text, p.ts_key \
@@ -217,7 +225,8 @@ mod tests {
     use crate::storage::{prepare, read_counters, testing::TestDb};
 
     fn msg(id: &str, from: &str, to: &str, ts: &str, text: Option<&str>) -> NewMessage {
-        let body = serde_json::json!({"message_id": id, "from": from, "to": to, "ts": ts, "text": text});
+        let body =
+            serde_json::json!({"message_id": id, "from": from, "to": to, "ts": ts, "text": text});
         payload::parse(body.to_string().as_bytes()).unwrap()
     }
 
@@ -227,7 +236,10 @@ mod tests {
 
     fn ids(db: &TestDb, raw_query: &str) -> (Vec<String>, i64) {
         let page = list_messages(db, &query::parse(raw_query).unwrap()).unwrap();
-        (page.messages.into_iter().map(|m| m.message_id).collect(), page.total)
+        (
+            page.messages.into_iter().map(|m| m.message_id).collect(),
+            page.total,
+        )
     }
 
     fn fresh() -> TestDb {
@@ -258,7 +270,12 @@ mod tests {
         let m = msg("m1", "+1", "+2", "2025-01-15T10:00:00Z", None);
         let outcome = insert_message(&db, &m, |inserted| {
             assert_eq!(inserted, Inserted::Created);
-            crate::metrics::increments("/webhook", 200, 1.0, Some(crate::metrics::WebhookResult::Created))
+            crate::metrics::increments(
+                "/webhook",
+                200,
+                1.0,
+                Some(crate::metrics::WebhookResult::Created),
+            )
         })
         .unwrap();
         assert_eq!(outcome, Inserted::Created);
@@ -272,10 +289,15 @@ mod tests {
     fn a_failed_insert_leaves_nothing_behind() {
         let db = fresh();
         let m = msg("m1", "+1", "+2", "2025-01-15T10:00:00Z", None);
-        db.conn().execute_batch("DROP TABLE metric_counters").unwrap();
+        db.conn()
+            .execute_batch("DROP TABLE metric_counters")
+            .unwrap();
         let increments = |_| crate::metrics::increments("/webhook", 200, 1.0, None);
         assert!(insert_message(&db, &m, increments).is_err());
-        let count: i64 = db.conn().query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).unwrap();
+        let count: i64 = db
+            .conn()
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(count, 0, "the message must roll back with its counters");
         assert_eq!(stats(&db).unwrap().total_messages, 0);
         assert!(db.conn().is_autocommit(), "no transaction left open");
@@ -285,19 +307,43 @@ mod tests {
     fn order_is_by_instant_then_id_and_filters_combine() {
         let db = fresh();
         for m in [
-            msg("b", "+1", "+2", "2025-01-15T10:00:00.5Z", Some("Fifty% OFF_today")),
+            msg(
+                "b",
+                "+1",
+                "+2",
+                "2025-01-15T10:00:00.5Z",
+                Some("Fifty% OFF_today"),
+            ),
             msg("a", "+1", "+3", "2025-01-15T10:00:00.5Z", Some("hello")),
             msg("c", "+4", "+2", "2025-01-15T10:00:00Z", None),
-            msg("d", "+1", "+2", "2025-01-15T10:00:00.05Z", Some("HÉLLO world")),
+            msg(
+                "d",
+                "+1",
+                "+2",
+                "2025-01-15T10:00:00.05Z",
+                Some("HÉLLO world"),
+            ),
             msg("e", "+1", "+2", "2025-01-15T10:00:01Z", Some("50 percent")),
         ] {
             store(&db, &m);
         }
-        assert_eq!(ids(&db, ""), (vec!["c".into(), "d".into(), "a".into(), "b".into(), "e".into()], 5));
+        assert_eq!(
+            ids(&db, ""),
+            (
+                vec!["c".into(), "d".into(), "a".into(), "b".into(), "e".into()],
+                5
+            )
+        );
         assert_eq!(ids(&db, "from=%2B1").1, 4);
         assert_eq!(ids(&db, "to=%2B2").1, 4);
-        assert_eq!(ids(&db, "from=%2B1&to=%2B2"), (vec!["d".into(), "b".into(), "e".into()], 3));
-        assert_eq!(ids(&db, "since=2025-01-15T10:00:00.5Z"), (vec!["a".into(), "b".into(), "e".into()], 3));
+        assert_eq!(
+            ids(&db, "from=%2B1&to=%2B2"),
+            (vec!["d".into(), "b".into(), "e".into()], 3)
+        );
+        assert_eq!(
+            ids(&db, "since=2025-01-15T10:00:00.5Z"),
+            (vec!["a".into(), "b".into(), "e".into()], 3)
+        );
         assert_eq!(ids(&db, "q=h%C3%A9llo"), (vec!["d".into()], 1));
         assert_eq!(ids(&db, "q=hello"), (vec!["a".into()], 1));
         assert_eq!(ids(&db, "q=%25"), (vec!["b".into()], 1), "% is literal");
@@ -308,7 +354,10 @@ mod tests {
             ids(&db, "from=%2B1&to=%2B2&since=2025-01-15T10:00:00.1Z&q=T"),
             (vec!["b".into(), "e".into()], 2)
         );
-        assert_eq!(ids(&db, "limit=2&offset=1"), (vec!["d".into(), "a".into()], 5));
+        assert_eq!(
+            ids(&db, "limit=2&offset=1"),
+            (vec!["d".into(), "a".into()], 5)
+        );
         assert_eq!(ids(&db, "offset=50"), (vec![], 5));
         assert_eq!(ids(&db, "from=%2B999"), (vec![], 0));
     }
@@ -353,17 +402,36 @@ mod tests {
             for _ in 0..(sender % 4 + 1) {
                 n += 1;
                 let ts = format!("2025-01-15T10:{:02}:00.{n}Z", n % 60);
-                store(&db, &msg(&format!("m{n}"), &format!("+{sender}"), "+2", &ts, None));
+                store(
+                    &db,
+                    &msg(&format!("m{n}"), &format!("+{sender}"), "+2", &ts, None),
+                );
             }
         }
-        store(&db, &msg("early", "+15", "+2", "2025-01-15T09:59:59.999Z", None));
-        store(&db, &msg("late", "+15", "+2", "2025-01-15T11:00:00.000Z", None));
+        store(
+            &db,
+            &msg("early", "+15", "+2", "2025-01-15T09:59:59.999Z", None),
+        );
+        store(
+            &db,
+            &msg("late", "+15", "+2", "2025-01-15T11:00:00.000Z", None),
+        );
         let s = stats(&db).unwrap();
         assert_eq!(s.total_messages, n + 2);
         assert_eq!(s.senders_count, 15);
-        assert_eq!(s.first_message_ts.as_deref(), Some("2025-01-15T09:59:59.999Z"));
-        assert_eq!(s.last_message_ts.as_deref(), Some("2025-01-15T11:00:00.000Z"));
-        let top: Vec<_> = s.top_senders.iter().map(|(f, c)| format!("{f}:{c}")).collect();
+        assert_eq!(
+            s.first_message_ts.as_deref(),
+            Some("2025-01-15T09:59:59.999Z")
+        );
+        assert_eq!(
+            s.last_message_ts.as_deref(),
+            Some("2025-01-15T11:00:00.000Z")
+        );
+        let top: Vec<_> = s
+            .top_senders
+            .iter()
+            .map(|(f, c)| format!("{f}:{c}"))
+            .collect();
         assert_eq!(
             top,
             ["+15:6", "+11:4", "+3:4", "+7:4", "+10:3", "+14:3", "+2:3", "+6:3", "+1:2", "+13:2"]

@@ -9,7 +9,9 @@ mod messages;
 mod schema;
 
 pub use counters::{read_counters, record};
-pub use messages::{insert_message, list_messages, stats, Inserted, MessagePage, Stats, StoredMessage};
+pub use messages::{
+    insert_message, list_messages, stats, Inserted, MessagePage, Stats, StoredMessage,
+};
 pub use schema::{statements as schema_statements, SCHEMA_VERSION};
 
 /// A SQLite value, as both Spin and rusqlite represent them.

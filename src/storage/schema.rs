@@ -27,7 +27,10 @@ pub fn statements() -> Vec<String> {
             current.push('\n');
         }
         current.push_str(code);
-        let in_trigger = current.trim_start().to_ascii_uppercase().starts_with("CREATE TRIGGER");
+        let in_trigger = current
+            .trim_start()
+            .to_ascii_uppercase()
+            .starts_with("CREATE TRIGGER");
         let complete = if in_trigger {
             code.trim().eq_ignore_ascii_case("END;")
         } else {
@@ -37,7 +40,10 @@ pub fn statements() -> Vec<String> {
             out.push(std::mem::take(&mut current));
         }
     }
-    debug_assert!(current.trim().is_empty(), "migrations.sql ends mid-statement");
+    debug_assert!(
+        current.trim().is_empty(),
+        "migrations.sql ends mid-statement"
+    );
     out
 }
 
@@ -94,7 +100,10 @@ mod tests {
             let complete = unsafe { rusqlite::ffi::sqlite3_complete(c.as_ptr()) } != 0;
             assert!(complete, "incomplete: {s}");
         }
-        let trigger = statements.iter().find(|s| s.contains("CREATE TRIGGER")).unwrap();
+        let trigger = statements
+            .iter()
+            .find(|s| s.contains("CREATE TRIGGER"))
+            .unwrap();
         assert!(trigger.ends_with("END;") && trigger.contains("UPDATE inbox_totals"));
         assert!(statements.last().unwrap().contains("user_version"));
     }

@@ -1,0 +1,26 @@
+//! End-to-end tests: the real `.wasm`, built from this tree, served over real HTTP by the
+//! project's Spin-compatible host (`host/`). Each test gets its own database.
+
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "e2e/support.rs"]
+mod support;
+
+#[path = "e2e/concurrency.rs"]
+mod concurrency;
+#[path = "e2e/health.rs"]
+mod health;
+#[path = "e2e/logs.rs"]
+mod logs;
+#[path = "e2e/messages.rs"]
+mod messages;
+#[path = "e2e/metrics.rs"]
+mod metrics;
+#[path = "e2e/persistence.rs"]
+mod persistence;
+#[path = "e2e/routing.rs"]
+mod routing;
+#[path = "e2e/stats.rs"]
+mod stats;
+#[path = "e2e/webhook.rs"]
+mod webhook;

@@ -1,0 +1,133 @@
+//! GET /metrics: strict Prometheus text, counters equal to the traffic sent.
+
+use crate::support::{message, parse_prometheus, App, Req};
+
+#[test]
+fn counters_match_the_traffic_and_parse_strictly() {
+    let app = App::start();
+    assert_eq!(app.deliver(&message("m1")).status, 200); // created
+    assert_eq!(app.deliver(&message("m1")).status, 200); // duplicate
+    assert_eq!(app.deliver(&message("m2")).status, 200); // created
+    assert_eq!(
+        app.send(&Req::new("POST", "/webhook").body(b"{}")).status,
+        401
+    );
+    assert_eq!(app.post_signed(b"[]").status, 422);
+    assert_eq!(app.get("/messages?limit=0").status, 422);
+    assert_eq!(app.get("/messages").status, 200);
+    assert_eq!(app.get("/stats").status, 200);
+    assert_eq!(app.get("/nope").status, 404);
+    assert_eq!(app.get("/wp-admin/../../etc/passwd").status, 404);
+    assert_eq!(app.get("/webhook").status, 405);
+
+    let first = app.get("/metrics");
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let m = parse_prometheus(&first.text());
+    let get = |series: &str| {
+        m.get(series)
+            .copied()
+            .unwrap_or_else(|| panic!("missing {series}"))
+    };
+    assert_eq!(
+        get(r#"http_requests_total{path="/webhook",status="200"}"#),
+        3.0
+    );
+    assert_eq!(
+        get(r#"http_requests_total{path="/webhook",status="401"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"http_requests_total{path="/webhook",status="422"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"http_requests_total{path="/webhook",status="405"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"http_requests_total{path="/messages",status="422"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"http_requests_total{path="/messages",status="200"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"http_requests_total{path="/stats",status="200"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"http_requests_total{path="other",status="404"}"#),
+        2.0
+    );
+    assert!(
+        !m.keys()
+            .any(|k| k.contains("/nope") || k.contains("passwd")),
+        "raw paths never become labels"
+    );
+    assert_eq!(get(r#"webhook_requests_total{result="created"}"#), 2.0);
+    assert_eq!(get(r#"webhook_requests_total{result="duplicate"}"#), 1.0);
+    assert_eq!(
+        get(r#"webhook_requests_total{result="invalid_signature"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"webhook_requests_total{result="validation_error"}"#),
+        1.0
+    );
+
+    // Histogram: 11 requests so far, cumulative buckets, +Inf = count, 100 and 500 present.
+    assert_eq!(get("request_latency_ms_count"), 11.0);
+    assert_eq!(get(r#"request_latency_ms_bucket{le="+Inf"}"#), 11.0);
+    let _ = get(r#"request_latency_ms_bucket{le="100"}"#);
+    let _ = get(r#"request_latency_ms_bucket{le="500"}"#);
+    let mut buckets: Vec<(f64, f64)> = m
+        .iter()
+        .filter_map(|(k, v)| {
+            let le = k
+                .strip_prefix("request_latency_ms_bucket{le=\"")?
+                .strip_suffix("\"}")?;
+            Some((
+                if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap()
+                },
+                *v,
+            ))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    assert!(
+        buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+        "cumulative: {buckets:?}"
+    );
+    assert!(get("request_latency_ms_sum") > 0.0);
+
+    // The scrape itself is counted, and shows up in the next one.
+    let second = parse_prometheus(&app.get("/metrics").text());
+    assert_eq!(
+        second[r#"http_requests_total{path="/metrics",status="200"}"#],
+        1.0
+    );
+    assert_eq!(second["request_latency_ms_count"], 12.0);
+}
+
+#[test]
+fn an_empty_store_exposes_every_family() {
+    let app = App::start();
+    let text = app.get("/metrics").text();
+    let m = parse_prometheus(&text);
+    for family in [
+        "http_requests_total",
+        "webhook_requests_total",
+        "request_latency_ms",
+    ] {
+        assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
+    }
+    assert_eq!(m["request_latency_ms_count"], 0.0);
+}

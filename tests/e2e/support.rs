@@ -1,0 +1,459 @@
+//! Harness: start the component on the test host with its own database, and talk raw
+//! HTTP/1.1 to it (raw, so tests control every byte: chunked bodies, odd headers).
+
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use spin_test_host::{build_component, Host, HostOptions};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const SECRET: &str = "e2e-secret";
+
+fn app_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Hex HMAC-SHA256, computed here independently of the component's own code.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+pub fn message(id: &str) -> Value {
+    json!({"message_id": id, "from": "+919876543210", "to": "+14155550100",
+           "ts": "2025-01-15T10:00:00Z", "text": "Hello"})
+}
+
+pub struct App {
+    host: Option<Host>,
+    dir: tempfile::TempDir,
+    env: HashMap<String, String>,
+    sqlite_statements: Vec<String>,
+}
+
+impl App {
+    /// The component with `webhook_secret` set and defaults for everything else.
+    pub fn start() -> App {
+        App::with_vars(&[("webhook_secret", SECRET)])
+    }
+
+    /// The component with these application variables (name, value).
+    pub fn with_vars(vars: &[(&str, &str)]) -> App {
+        App::launch(vars, Vec::new())
+    }
+
+    /// Like `spin up --sqlite <statements>`.
+    pub fn with_sqlite(vars: &[(&str, &str)], statements: Vec<String>) -> App {
+        App::launch(vars, statements)
+    }
+
+    fn launch(vars: &[(&str, &str)], sqlite_statements: Vec<String>) -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("inbox.db");
+        std::fs::write(
+            dir.path().join("runtime-config.toml"),
+            format!(
+                "[sqlite_database.default]\ntype = \"spin\"\npath = {:?}\n",
+                db.display().to_string()
+            ),
+        )
+        .unwrap();
+        let env = vars
+            .iter()
+            .map(|(k, v)| (format!("SPIN_VARIABLE_{}", k.to_uppercase()), v.to_string()))
+            .collect();
+        let mut app = App {
+            host: None,
+            dir,
+            env,
+            sqlite_statements,
+        };
+        app.host = Some(app.boot());
+        app
+    }
+
+    fn boot(&self) -> Host {
+        let wasm: PathBuf = build_component(app_dir()).expect("component builds");
+        let mut opts = HostOptions::new(app_dir());
+        opts.runtime_config = Some(self.dir.path().join("runtime-config.toml"));
+        opts.env = Some(self.env.clone());
+        opts.log_files = false;
+        opts.sqlite_statements = self.sqlite_statements.clone();
+        opts.component_sources.insert("webhook-inbox".into(), wasm);
+        Host::start(opts).expect("host starts")
+    }
+
+    /// Stops the host and starts a new one on the same database, with changed variables.
+    pub fn restart_with_vars(&mut self, vars: &[(&str, &str)]) {
+        for (k, v) in vars {
+            self.env
+                .insert(format!("SPIN_VARIABLE_{}", k.to_uppercase()), v.to_string());
+        }
+        self.restart();
+    }
+
+    pub fn restart(&mut self) {
+        if let Some(host) = self.host.take() {
+            host.shutdown();
+        }
+        self.host = Some(self.boot());
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("inbox.db")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.host.as_ref().unwrap().addr()
+    }
+
+    pub fn get(&self, path_and_query: &str) -> Resp {
+        self.send(&Req::new("GET", path_and_query))
+    }
+
+    /// POSTs `body` to /webhook signed with [`SECRET`].
+    pub fn post_signed(&self, body: &[u8]) -> Resp {
+        self.send(
+            &Req::new("POST", "/webhook")
+                .header("X-Signature", &sign(SECRET, body))
+                .body(body),
+        )
+    }
+
+    pub fn deliver(&self, message: &Value) -> Resp {
+        self.post_signed(message.to_string().as_bytes())
+    }
+
+    pub fn send(&self, req: &Req) -> Resp {
+        send(self.addr(), req)
+    }
+
+    /// Every log line the component printed so far, parsed (a line that is not JSON fails).
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.host
+            .as_ref()
+            .unwrap()
+            .stdout()
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+            })
+            .collect()
+    }
+
+    pub fn raw_stdout(&self) -> String {
+        self.host.as_ref().unwrap().stdout()
+    }
+
+    /// `total` from GET /messages (with an optional query).
+    pub fn total(&self, query: &str) -> i64 {
+        let resp = self.get(&format!("/messages?{query}"));
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        resp.json()["total"].as_i64().unwrap()
+    }
+}
+
+#[derive(Clone)]
+pub struct Req {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+    pub chunked: bool,
+}
+
+impl Req {
+    pub fn new(method: &str, target: &str) -> Req {
+        Req {
+            method: method.into(),
+            target: target.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            chunked: false,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Req {
+        self.headers.push((name.into(), value.as_bytes().to_vec()));
+        self
+    }
+
+    pub fn raw_header(mut self, name: &str, value: &[u8]) -> Req {
+        self.headers.push((name.into(), value.to_vec()));
+        self
+    }
+
+    pub fn body(mut self, body: &[u8]) -> Req {
+        self.body = body.to_vec();
+        self
+    }
+
+    /// Send the body with `Transfer-Encoding: chunked` (no Content-Length).
+    pub fn chunked(mut self) -> Req {
+        self.chunked = true;
+        self
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = format!(
+            "{} {} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n",
+            self.method, self.target
+        )
+        .into_bytes();
+        for (name, value) in &self.headers {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        if self.chunked {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+            for chunk in self.body.chunks(1000) {
+                out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                out.extend_from_slice(chunk);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            let explicit = self
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("content-length"));
+            if !explicit && (!self.body.is_empty() || self.method == "POST") {
+                out.extend_from_slice(
+                    format!("Content-Length: {}\r\n", self.body.len()).as_bytes(),
+                );
+            }
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// One request on a fresh connection. Write errors are ignored (the server may answer and
+/// close before a large body is sent); the answer is whatever it said.
+pub fn send(addr: SocketAddr, req: &Req) -> Resp {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let bytes = req.to_bytes();
+    let _ = stream.write_all(&bytes);
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if raw.is_empty() => panic!("no answer to {} {}: {e}", req.method, req.target),
+            Err(_) => break,
+        }
+    }
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Resp {
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("incomplete answer: {:?}", String::from_utf8_lossy(raw)));
+    let head = std::str::from_utf8(&raw[..head_end]).expect("ASCII head");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.trim().to_ascii_lowercase(), v.trim().to_owned())
+        })
+        .collect();
+    let rest = &raw[head_end + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size_text = std::str::from_utf8(&data[..line_end]).unwrap();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&data[start..start + size]);
+        data = &data[start + size + 2..];
+    }
+    out
+}
+
+/// Runs `jobs` closures on `threads` threads; returns their results in job order.
+pub fn parallel<T: Send + 'static>(
+    threads: usize,
+    jobs: Vec<Box<dyn FnOnce() -> T + Send>>,
+) -> Vec<T> {
+    use std::sync::{Arc, Mutex};
+    let count = jobs.len();
+    let queue = Arc::new(Mutex::new(jobs.into_iter().enumerate().collect::<Vec<_>>()));
+    let results = Arc::new(Mutex::new(
+        (0..count).map(|_| None).collect::<Vec<Option<T>>>(),
+    ));
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let queue = queue.clone();
+            let results = results.clone();
+            std::thread::spawn(move || loop {
+                let job = queue.lock().unwrap().pop();
+                let Some((i, job)) = job else { break };
+                let value = job();
+                results.lock().unwrap()[i] = Some(value);
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let results = Arc::try_unwrap(results).ok().unwrap().into_inner().unwrap();
+    results.into_iter().map(Option::unwrap).collect()
+}
+
+/// A strict parser of Prometheus text format 0.0.4: families must be declared with HELP and
+/// TYPE before their samples; returns samples keyed by `name{labels}`.
+pub fn parse_prometheus(text: &str) -> HashMap<String, f64> {
+    let mut declared: HashMap<String, String> = HashMap::new();
+    let mut helped = std::collections::HashSet::new();
+    let mut samples = HashMap::new();
+    for line in text.lines() {
+        assert!(!line.is_empty(), "blank line in exposition");
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').expect("HELP has text");
+            assert!(!help.is_empty());
+            assert!(helped.insert(name.to_owned()), "HELP twice for {name}");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE has a kind");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            assert!(
+                declared.insert(name.to_owned(), kind.to_owned()).is_none(),
+                "TYPE twice: {name}"
+            );
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unexpected comment: {line}");
+        let (series, value) = line.rsplit_once(' ').expect("sample has a value");
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+        };
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                let inner = labels
+                    .strip_prefix('{')
+                    .and_then(|l| l.strip_suffix('}'))
+                    .expect("braces");
+                for pair in split_labels(inner) {
+                    let (k, v) = pair.split_once('=').expect("label=value");
+                    assert!(
+                        k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                        "{line}"
+                    );
+                    assert!(
+                        v.starts_with('"') && v.ends_with('"') && v.len() >= 2,
+                        "{line}"
+                    );
+                }
+            }
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| declared.get(*f).is_some_and(|k| k == "histogram"))
+            })
+            .unwrap_or(name);
+        assert!(declared.contains_key(family), "sample before TYPE: {line}");
+        assert!(helped.contains(family), "sample before HELP: {line}");
+        assert!(
+            samples.insert(series.to_owned(), value).is_none(),
+            "duplicate series {series}"
+        );
+    }
+    samples
+}
+
+fn split_labels(inner: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in inner.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                out.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < inner.len() {
+        out.push(&inner[start..]);
+    }
+    out
+}

@@ -41,7 +41,9 @@ fn build(app_dir: &Path) -> Result<PathBuf> {
         .first()
         .map(|t| t.component.clone())
         .context("the app has no HTTP trigger")?;
-    let component = manifest.component(&id).expect("manifest checked trigger targets");
+    let component = manifest
+        .component(&id)
+        .expect("manifest checked trigger targets");
     let skip = std::env::var_os("SPIN_TEST_HOST_SKIP_BUILD").is_some_and(|v| v != "0");
     if let (Some(build), false) = (&component.build, skip) {
         for command in &build.commands {

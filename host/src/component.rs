@@ -44,10 +44,10 @@ fn disk_cache() -> Option<wasmtime::Cache> {
 
 /// Loads, adapts, compiles and pre-instantiates the component at `path`, once per content.
 pub fn load(path: &Path) -> Result<ProxyPre<InstanceState>> {
-    static CACHE: OnceLock<Mutex<HashMap<(PathBuf, u64), ProxyPre<InstanceState>>>> =
-        OnceLock::new();
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read component {}", path.display()))?;
+    type Cache = HashMap<(PathBuf, u64), ProxyPre<InstanceState>>;
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut hasher);
     let key = (

@@ -99,7 +99,9 @@ impl WasiHttpHooks for OutboundPolicy {
         if !self.allowed {
             return Err(ErrorCode::HttpRequestDenied.into());
         }
-        Ok(wasmtime_wasi_http::p2::default_send_request(request, config))
+        Ok(wasmtime_wasi_http::p2::default_send_request(
+            request, config,
+        ))
     }
 }
 

@@ -141,7 +141,9 @@ impl Host {
             if components.contains_key(id) {
                 continue;
             }
-            let c = manifest.component(id).expect("manifest checked trigger targets");
+            let c = manifest
+                .component(id)
+                .expect("manifest checked trigger targets");
             let source = opts.component_sources.get(id).unwrap_or(&c.source);
             let pre = component::load(source)?;
             let file = |stream: &str| {
@@ -210,7 +212,8 @@ impl Host {
                     let listener = match server::bind(listen) {
                         Ok(l) => l,
                         Err(e) => {
-                            let _ = ready_tx.send(Err(anyhow::anyhow!("cannot listen on {listen}: {e}")));
+                            let _ = ready_tx
+                                .send(Err(anyhow::anyhow!("cannot listen on {listen}: {e}")));
                             return;
                         }
                     };

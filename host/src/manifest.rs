@@ -104,12 +104,17 @@ impl Manifest {
         // one written first.
         let mut components = Vec::new();
         let mut ids: Vec<_> = raw.component.into_iter().collect();
-        ids.sort_by_key(|(id, _)| text.find(&format!("[component.{id}]")).unwrap_or(usize::MAX));
+        ids.sort_by_key(|(id, _)| {
+            text.find(&format!("[component.{id}]"))
+                .unwrap_or(usize::MAX)
+        });
         for (id, c) in ids {
             let source = match c.source {
                 RawSource::Local(s) => app_dir.join(s),
                 RawSource::Other(_) => {
-                    bail!("component {id:?}: only local file sources are supported by the test host")
+                    bail!(
+                        "component {id:?}: only local file sources are supported by the test host"
+                    )
                 }
             };
             if !c.files.is_empty() {
@@ -148,7 +153,9 @@ impl Manifest {
                 Some(RawComponentRef::Inline(_)) => {
                     bail!("trigger {route:?}: inline components are not supported by the test host")
                 }
-                None => bail!("trigger {route:?}: static responses are not supported by the test host"),
+                None => {
+                    bail!("trigger {route:?}: static responses are not supported by the test host")
+                }
             };
             if !components.iter().any(|c| c.id == component) {
                 bail!("trigger {route:?} refers to unknown component {component:?}");

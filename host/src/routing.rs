@@ -140,7 +140,10 @@ impl RouteMatch {
             ),
             ("spin-matched-route".to_string(), self.based_route.clone()),
             ("spin-base-path".to_string(), "/".to_string()),
-            ("spin-raw-component-route".to_string(), self.raw_route.clone()),
+            (
+                "spin-raw-component-route".to_string(),
+                self.raw_route.clone(),
+            ),
             ("spin-component-route".to_string(), component_route),
             ("spin-client-addr".to_string(), client.to_string()),
         ];
@@ -204,7 +207,11 @@ mod tests {
     fn headers_match_spin() {
         let r = router(&[("/foo/...", "f")]);
         let m = r.route("/foo/bar").unwrap();
-        let h = m.spin_headers("fermyon.dev", "/foo/bar?k=v", "127.0.0.1:8777".parse().unwrap());
+        let h = m.spin_headers(
+            "fermyon.dev",
+            "/foo/bar?k=v",
+            "127.0.0.1:8777".parse().unwrap(),
+        );
         let get = |k: &str| h.iter().find(|(n, _)| n == k).unwrap().1.clone();
         assert_eq!(get("spin-full-url"), "http://fermyon.dev/foo/bar?k=v");
         assert_eq!(get("spin-path-info"), "/bar");

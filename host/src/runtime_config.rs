@@ -89,12 +89,19 @@ mod tests {
 
     #[test]
     fn other_types_are_refused() {
-        assert!(parse("[sqlite_database.default]\ntype = \"libsql\"\nurl = \"x\"\n", Path::new("/")).is_err());
+        assert!(parse(
+            "[sqlite_database.default]\ntype = \"libsql\"\nurl = \"x\"\n",
+            Path::new("/")
+        )
+        .is_err());
     }
 
     #[test]
     fn default_database_lives_in_state_dir() {
         let dbs = sqlite_databases(Path::new("/app"), BTreeMap::new());
-        assert_eq!(dbs["default"], DbLocation::Path("/app/.spin/sqlite_db.db".into()));
+        assert_eq!(
+            dbs["default"],
+            DbLocation::Path("/app/.spin/sqlite_db.db".into())
+        );
     }
 }

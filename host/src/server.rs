@@ -86,7 +86,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Re
     drop(listener);
     let drain = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-        eprintln!("spin-test-host: requests still running after shutdown grace period; dropping them");
+        eprintln!(
+            "spin-test-host: requests still running after shutdown grace period; dropping them"
+        );
     }
 }
 
@@ -117,7 +119,11 @@ async fn serve_connection(
 }
 
 fn simple(status: StatusCode, body: impl Into<Bytes>) -> Response<HyperOutgoingBody> {
-    let mut r = Response::new(Full::new(body.into()).map_err(|e| match e {}).boxed_unsync());
+    let mut r = Response::new(
+        Full::new(body.into())
+            .map_err(|e| match e {})
+            .boxed_unsync(),
+    );
     *r.status_mut() = status;
     r
 }
@@ -163,9 +169,7 @@ fn prepare_request(
     let host_header = parts
         .headers
         .get(hyper::header::HOST)
-        .map(|h| -> anyhow::Result<http::uri::Authority> {
-            Ok(h.to_str()?.parse()?)
-        })
+        .map(|h| -> anyhow::Result<http::uri::Authority> { Ok(h.to_str()?.parse()?) })
         .transpose()?;
     let authority = match (host_header, parts.uri.authority().cloned()) {
         (Some(h), Some(u)) if h != u => {
@@ -285,7 +289,9 @@ impl Body for UntilInstanceEnds {
             self.task = None;
             match result {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => eprintln!("spin-test-host: component error after response started: {e:?}"),
+                Ok(Err(e)) => {
+                    eprintln!("spin-test-host: component error after response started: {e:?}")
+                }
                 Err(e) => eprintln!("spin-test-host: component task failed: {e}"),
             }
         }

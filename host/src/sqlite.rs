@@ -71,8 +71,11 @@ fn open(location: &DbLocation) -> rusqlite::Result<rusqlite::Connection> {
 /// the open rusqlite connection. Dropping it closes the connection.
 pub struct Connection {
     location: DbLocation,
-    conn: Arc<Mutex<Option<rusqlite::Connection>>>,
+    conn: LazyConnection,
 }
+
+/// Opened on first query; shared with the blocking task that runs the query.
+type LazyConnection = Arc<Mutex<Option<rusqlite::Connection>>>;
 
 /// Per-instance SQLite state: which labels the component may open and what exists.
 pub struct SqliteState {
@@ -132,7 +135,7 @@ impl SqliteView<'_> {
     fn connection(
         &self,
         res: &Resource<Connection>,
-    ) -> Result<(DbLocation, Arc<Mutex<Option<rusqlite::Connection>>>), v3::Error> {
+    ) -> Result<(DbLocation, LazyConnection), v3::Error> {
         let c = self
             .table
             .get(res)
@@ -159,7 +162,11 @@ impl SqliteView<'_> {
         .map_err(|e| v3::Error::Io(e.to_string()))?
     }
 
-    fn with_open<T>(&self, res: &Resource<Connection>, f: impl FnOnce(&rusqlite::Connection) -> T) -> Option<T> {
+    fn with_open<T>(
+        &self,
+        res: &Resource<Connection>,
+        f: impl FnOnce(&rusqlite::Connection) -> T,
+    ) -> Option<T> {
         let (_, conn) = self.connection(res).ok()?;
         let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
         guard.as_ref().map(f)
@@ -192,9 +199,7 @@ fn query(
         v3::Value::Blob(b) => SqlValue::Blob(b),
         v3::Value::Null => SqlValue::Null,
     });
-    let mut rows = stmt
-        .query(rusqlite::params_from_iter(params))
-        .map_err(io)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(params)).map_err(io)?;
     let mut out = Vec::new();
     let mut bytes = 0usize;
     while let Some(row) = rows.next().map_err(io)? {
@@ -248,7 +253,8 @@ impl v3::HostConnection for SqliteView<'_> {
     }
 
     async fn last_insert_rowid(&mut self, this: Resource<v3::Connection>) -> i64 {
-        self.with_open(&this, |c| c.last_insert_rowid()).unwrap_or(0)
+        self.with_open(&this, |c| c.last_insert_rowid())
+            .unwrap_or(0)
     }
 
     async fn changes(&mut self, this: Resource<v3::Connection>) -> u64 {
@@ -339,7 +345,12 @@ mod tests {
     fn only_first_statement_runs() {
         let c = mem();
         c.execute_batch("CREATE TABLE t(x)").unwrap();
-        query(&c, "INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)", vec![]).unwrap();
+        query(
+            &c,
+            "INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)",
+            vec![],
+        )
+        .unwrap();
         let r = query(&c, "SELECT count(*) AS n FROM t", vec![]).unwrap();
         assert_eq!(r.columns, ["n"]);
         assert!(matches!(r.rows[0].values[0], v3::Value::Integer(1)));

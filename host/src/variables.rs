@@ -21,7 +21,9 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
     {
-        format!("invalid character {c:?}: only lowercase letters, digits and underscores are allowed")
+        format!(
+            "invalid character {c:?}: only lowercase letters, digits and underscores are allowed"
+        )
     } else if !name.as_bytes()[0].is_ascii_lowercase() {
         "must start with a lowercase ASCII letter".to_string()
     } else if !name.as_bytes()[name.len() - 1].is_ascii_alphanumeric() {

@@ -119,7 +119,14 @@ fn parse_response(raw: &[u8]) -> Resp {
         .expect("response head");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -171,6 +178,7 @@ fn routes_and_spin_headers_match_spin() {
 
     let r = get(&host, "/exact");
     assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
     let j = r.json();
     let h = &j["headers"];
     assert_eq!(h["spin-matched-route"], "/exact");
@@ -218,7 +226,10 @@ fn routes_and_spin_headers_match_spin() {
     assert_eq!(get(&host, "/exact/more").status, 404);
     let r = get(&host, "/.well-known/spin/health");
     assert_eq!((r.status, r.body.as_slice()), (200, &b"OK"[..]));
-    assert_eq!(get(&host, "/.well-known/spin/info").json()["name"], "fixture");
+    assert_eq!(
+        get(&host, "/.well-known/spin/info").json()["name"],
+        "fixture"
+    );
     assert_eq!(get(&host, "/.well-known/spin/nope").status, 404);
 
     // The manifest's `environment` reaches the component; the Host header is stripped as by
@@ -240,7 +251,10 @@ fn every_request_gets_a_fresh_instance() {
 #[test]
 fn sqlite_access_denied_before_no_such_database() {
     let host = start(options());
-    assert_eq!(get(&host, "/exact?op=open&label=default").json()["ok"], true);
+    assert_eq!(
+        get(&host, "/exact?op=open&label=default").json()["ok"],
+        true
+    );
     // Not granted: AccessDenied whether or not it exists.
     assert_eq!(
         get(&host, "/exact?op=open&label=other").json()["error"],
@@ -286,7 +300,10 @@ fn sqlite_runs_only_the_first_statement_and_reports_io_text() {
     )
     .json();
     assert_eq!(j["rows"], serde_json::json!([["t"]]));
-    assert!(db.exists(), "relative runtime-config path resolves against base_dir");
+    assert!(
+        db.exists(),
+        "relative runtime-config path resolves against base_dir"
+    );
 
     post(&host, "/exact?op=sql", "INSERT INTO t VALUES (1)");
     let j = post(&host, "/exact?op=sql", "INSERT INTO t VALUES (1)").json();

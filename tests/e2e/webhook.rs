@@ -46,10 +46,10 @@ fn signature_battery() {
     let cases: Vec<(&str, Option<Vec<u8>>)> = vec![
         ("missing", None),
         ("empty", Some(b"".to_vec())),
-        ("odd length", Some(good[..63].as_bytes().to_vec())),
+        ("odd length", Some(good.as_bytes()[..63].to_vec())),
         ("non-hex", Some(format!("{}zz", &good[..62]).into_bytes())),
         ("too long", Some(format!("{good}00").into_bytes())),
-        ("truncated prefix", Some(good[..32].as_bytes().to_vec())),
+        ("truncated prefix", Some(good.as_bytes()[..32].to_vec())),
         ("another body", Some(sign(SECRET, b"{}").into_bytes())),
         (
             "another secret",

@@ -14,7 +14,10 @@ use crate::manifest::Manifest;
 /// webhook-inbox: `cargo build --target wasm32-wasip1 --release`) in its workdir, at most once
 /// per process and app dir, and returns that component's `.wasm` path.
 ///
-/// `cargo` in the command is the cargo running the tests (`$CARGO`) when there is one. Set
+/// `cargo` in the command is the cargo running the tests (`$CARGO`) when there is one, and
+/// `CARGO_TARGET_DIR` is cleared so the output lands where `source` says. Calling this from
+/// inside `cargo test` of the same workspace does not deadlock: cargo releases its
+/// target-dir lock before it runs test binaries (checked with cargo 1.95). Set
 /// `SPIN_TEST_HOST_SKIP_BUILD=1` to skip building and only resolve the path.
 pub fn build_component(app_dir: &Path) -> Result<PathBuf> {
     type Slot = Arc<OnceLock<Result<PathBuf, String>>>;
@@ -69,6 +72,9 @@ fn run(command: &str, workdir: &Path) -> Result<()> {
     let output = Command::new(&program)
         .args(words)
         .current_dir(workdir)
+        // The manifest's `source` assumes the default target dir.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
         .output()
         .with_context(|| format!("cannot run `{command}` in {}", workdir.display()))?;
     if !output.status.success() {

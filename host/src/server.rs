@@ -166,6 +166,12 @@ fn prepare_request(
     client: SocketAddr,
 ) -> anyhow::Result<Request<Incoming>> {
     let (mut parts, body) = req.into_parts();
+    // Spin refuses (500) a request whose header values are not UTF-8.
+    for (name, value) in &parts.headers {
+        if std::str::from_utf8(value.as_bytes()).is_err() {
+            anyhow::bail!("header {name} is not valid UTF-8");
+        }
+    }
     let host_header = parts
         .headers
         .get(hyper::header::HOST)

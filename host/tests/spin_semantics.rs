@@ -241,6 +241,26 @@ fn routes_and_spin_headers_match_spin() {
 }
 
 #[test]
+fn non_utf8_header_values_are_refused_like_spin() {
+    let host = start(options());
+    let mut s = TcpStream::connect(host.addr()).unwrap();
+    s.write_all(b"GET /exact HTTP/1.1\r\nHost: x\r\nX-Odd: \xff\xfe\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let r = parse_response(&raw);
+    assert_eq!((r.status, r.body.len()), (500, 0));
+    // Valid UTF-8 beyond ASCII is fine.
+    let r = send(
+        host.addr(),
+        "GET /exact HTTP/1.1\r\nX-Name: tëxt",
+        &[],
+        false,
+    );
+    assert_eq!(r.status, 200);
+}
+
+#[test]
 fn every_request_gets_a_fresh_instance() {
     let host = start(options());
     for _ in 0..5 {

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! cargo run --release -p spin-test-host -- [--listen 127.0.0.1:3000]
-//!     [--runtime-config-file runtime-config.toml] [--sqlite @migrations.sql]... [--app-dir .]
-//!     [--quiet]
+//!     [--runtime-config-file runtime-config.toml] [--sqlite @migrations.sql]...
+//!     [--variable NAME=VALUE]... [--app-dir .] [--quiet]
 //! ```
 
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use spin_test_host::{Host, HostOptions};
 
 const USAGE: &str = "usage: spin-test-host [--listen ADDR] [--runtime-config-file FILE] \
-[--sqlite SQL|@FILE]... [--app-dir DIR] [--quiet]";
+[--sqlite SQL|@FILE]... [--variable NAME=VALUE]... [--app-dir DIR] [--quiet]";
 
 fn main() {
     if let Err(e) = run() {
@@ -43,6 +43,17 @@ fn run() -> Result<()> {
             "--listen" => opts.listen = value()?.parse().context("--listen wants IP:PORT")?,
             "--runtime-config-file" => opts.runtime_config = Some(PathBuf::from(value()?)),
             "--sqlite" => opts.sqlite_statements.push(value()?),
+            "--variable" => {
+                // Like `spin up --variable name=value`: beats the environment.
+                let v = value()?;
+                let (name, val) = v.split_once('=').context("--variable wants NAME=VALUE")?;
+                opts.env
+                    .get_or_insert_with(|| std::env::vars().collect())
+                    .insert(
+                        format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()),
+                        val.to_string(),
+                    );
+            }
             "--app-dir" | "--from" | "-f" => opts.app_dir = PathBuf::from(value()?),
             "--quiet" => opts.echo_logs = false,
             "-h" | "--help" => {

@@ -526,10 +526,77 @@ fn read_one_response(conn: &mut TcpStream) -> u16 {
 }
 
 #[test]
+fn shutdown_lets_in_flight_requests_finish() {
+    let host = start(options());
+    let addr = host.addr();
+    let slow = std::thread::spawn(move || get_addr(addr, "/exact?op=sleep&ms=700"));
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    host.shutdown();
+    let r = slow.join().unwrap();
+    assert_eq!((r.status, r.json()["slept"].as_u64()), (200, Some(700)));
+}
+
+fn get_addr(addr: SocketAddr, path: &str) -> Resp {
+    send(addr, &format!("GET {path} HTTP/1.1"), &[], false)
+}
+
+#[test]
 fn shutdown_stops_accepting() {
     let host = start(options());
     let addr = host.addr();
     assert_eq!(get(&host, "/exact").status, 200);
     host.shutdown();
     assert!(TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn binary_serves_like_spin_up_and_stops_on_ctrl_c() {
+    use std::io::BufRead;
+    fixture_built();
+    let opts = options();
+    let dir = opts.base_dir.unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spin-test-host"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--quiet",
+            "--variable",
+            "secret=cli",
+        ])
+        .args(["--runtime-config-file", "runtime-config.toml"])
+        .args(["--sqlite", "CREATE TABLE cli(x)"])
+        .arg("--app-dir")
+        .arg(fixture_dir())
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find_map(|l| l.strip_prefix("Serving http://").map(str::to_string))
+        .expect("banner");
+    let addr: SocketAddr = url.parse().unwrap();
+    assert_eq!(
+        get_addr(addr, "/exact?op=var&name=secret").json()["value"],
+        "cli"
+    );
+    // Runtime config and --sqlite resolve against the working directory, like `spin up`.
+    let j = send(
+        addr,
+        "POST /exact?op=sql HTTP/1.1",
+        &[b"SELECT count(*) FROM cli"],
+        false,
+    )
+    .json();
+    assert_eq!(j["rows"][0][0], 0);
+    assert!(dir.join("db/app.db").exists());
+
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
 }

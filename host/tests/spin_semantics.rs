@@ -340,6 +340,18 @@ fn sqlite_runs_only_the_first_statement_and_reports_io_text() {
 }
 
 #[test]
+fn sqlite_v3_interface_counts_rows() {
+    let host = start(options());
+    let j = get(&host, "/exact?op=v3").json();
+    assert_eq!(j["before"], serde_json::json!([0, 0]), "{j}");
+    assert_eq!(j["after_insert"], serde_json::json!([3, 3]), "{j}");
+    assert_eq!(j["delete_ok"], true);
+    assert_eq!(j["after_delete_changes"], 2);
+    let j = get(&host, "/exact?op=v3&label=other").json();
+    assert_eq!(j["error"], "Error::AccessDenied");
+}
+
+#[test]
 fn default_database_lives_in_app_state_dir_without_runtime_config() {
     let mut opts = options();
     opts.runtime_config = None;

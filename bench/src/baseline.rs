@@ -1,0 +1,79 @@
+//! The storage limit: single-row insert transactions straight into SQLite, with the
+//! component's pragmas (WAL, synchronous=NORMAL, busy_timeout) and schema (triggers included),
+//! one connection per thread. Runs the component's own `insert_message`, which is exactly
+//! BEGIN IMMEDIATE; INSERT ... RETURNING; COMMIT when there are no metric increments.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use webhook_inbox::payload::NewMessage;
+use webhook_inbox::storage::{self, Inserted};
+
+use crate::load::Measured;
+use crate::sqlite::NativeDb;
+
+/// Inserts `messages` (parsed before timing starts) from `threads` threads until all are in
+/// or `max_time` has passed. Failed transactions (e.g. "database is locked") count as errors
+/// under status 503, the answer the component would give.
+pub fn insert(
+    db_path: &Path,
+    threads: usize,
+    messages: Arc<Vec<NewMessage>>,
+    max_time: Duration,
+) -> Result<Measured> {
+    let next = Arc::new(AtomicUsize::new(0));
+    // Open and prepare every connection before the clock starts.
+    let connections = (0..threads)
+        .map(|_| {
+            let db = NativeDb::open(db_path)?;
+            storage::prepare(&db).map_err(|e| anyhow::anyhow!("prepare: {e}"))?;
+            Ok(db)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let started = Instant::now();
+    let deadline = started + max_time;
+    let handles: Vec<_> = connections
+        .into_iter()
+        .map(|db| {
+            let (next, messages) = (next.clone(), messages.clone());
+            std::thread::spawn(move || {
+                let mut out = Measured::default();
+                while Instant::now() < deadline {
+                    let Some(msg) = messages.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
+                    };
+                    let t = Instant::now();
+                    let result = storage::insert_message(&db, msg, |_| Vec::new());
+                    out.latencies.push(t.elapsed());
+                    out.requests += 1;
+                    let status = match result {
+                        Ok(Inserted::Created) => 200,
+                        Ok(Inserted::Duplicate) => 409,
+                        Err(e) => {
+                            out.first_error.get_or_insert(e.0);
+                            503
+                        }
+                    };
+                    *out.statuses.entry(status).or_default() += 1;
+                }
+                out
+            })
+        })
+        .collect();
+    let mut total = Measured::default();
+    for h in handles {
+        let part = h.join().expect("baseline thread");
+        total.requests += part.requests;
+        total.latencies.extend(part.latencies);
+        for (s, n) in part.statuses {
+            *total.statuses.entry(s).or_default() += n;
+        }
+        total.first_error = total.first_error.or(part.first_error);
+    }
+    total.elapsed = started.elapsed();
+    total.latencies.sort_unstable();
+    Ok(total)
+}

@@ -1,0 +1,250 @@
+//! The load generator: `concurrency` tasks, each with one keep-alive HTTP/1.1 connection,
+//! taking request numbers from a shared counter until `max_requests` or `max_time`.
+//!
+//! It runs on its own single-threaded tokio runtime, so the client never uses more than one
+//! of the machine's cores; the host (in the same process) has its own runtime.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+
+/// One request, fully built before the timed phase (bodies are already signed).
+#[derive(Clone)]
+pub struct Req {
+    pub method: &'static str,
+    pub target: String,
+    pub body: Bytes,
+    pub signature: Option<String>,
+}
+
+impl Req {
+    pub fn get(target: impl Into<String>) -> Req {
+        Req {
+            method: "GET",
+            target: target.into(),
+            body: Bytes::new(),
+            signature: None,
+        }
+    }
+}
+
+/// Request `i` of a scenario.
+pub type Source = Arc<dyn Fn(usize) -> Req + Send + Sync>;
+
+pub struct Plan {
+    pub name: String,
+    pub concurrency: usize,
+    pub max_requests: usize,
+    pub max_time: Duration,
+    /// Unmeasured requests first (cold caches, first instantiation), from the same source.
+    pub warmup: usize,
+    pub source: Source,
+}
+
+/// What one scenario measured.
+#[derive(Debug, Default, Clone)]
+pub struct Measured {
+    pub requests: usize,
+    pub elapsed: Duration,
+    /// Per-request latency, sorted ascending.
+    pub latencies: Vec<Duration>,
+    /// Answers by status code.
+    pub statuses: BTreeMap<u16, usize>,
+    /// Connection or protocol failures (no status).
+    pub transport_errors: usize,
+    pub first_error: Option<String>,
+}
+
+impl Measured {
+    pub fn non_200(&self) -> usize {
+        self.statuses
+            .iter()
+            .filter(|(s, _)| **s != 200)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub fn errors(&self) -> usize {
+        self.non_200() + self.transport_errors
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
+        self.latencies[rank.clamp(1, self.latencies.len()) - 1]
+    }
+
+    pub fn max(&self) -> Duration {
+        self.latencies.last().copied().unwrap_or_default()
+    }
+}
+
+pub struct LoadGen {
+    rt: tokio::runtime::Runtime,
+    addr: SocketAddr,
+}
+
+impl LoadGen {
+    pub fn new(addr: SocketAddr) -> Result<LoadGen> {
+        assert!(
+            addr.ip().is_loopback(),
+            "the benchmark only talks to loopback"
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(LoadGen { rt, addr })
+    }
+
+    pub fn run(&self, plan: &Plan) -> Measured {
+        self.rt.block_on(run(self.addr, plan))
+    }
+
+    /// One request on a fresh connection, for checks outside the timed phase.
+    pub fn fetch(&self, req: Req) -> Result<(u16, Bytes)> {
+        self.rt.block_on(async {
+            let mut conn = connect(self.addr).await?;
+            let (status, body, _) = send(&mut conn, self.addr, &req).await?;
+            Ok((status, body))
+        })
+    }
+}
+
+async fn run(addr: SocketAddr, plan: &Plan) -> Measured {
+    if plan.warmup > 0 {
+        if let Ok(mut conn) = connect(addr).await {
+            for i in 0..plan.warmup {
+                let _ = send(&mut conn, addr, &(plan.source)(i)).await;
+            }
+        }
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + plan.max_time;
+    let workers: Vec<_> = (0..plan.concurrency)
+        .map(|_| {
+            let next = next.clone();
+            let source = plan.source.clone();
+            let max = plan.max_requests;
+            tokio::spawn(worker(addr, next, source, max, deadline))
+        })
+        .collect();
+    let mut total = Measured::default();
+    for w in workers {
+        let part = w.await.expect("worker task");
+        total.requests += part.requests;
+        total.latencies.extend(part.latencies);
+        for (s, n) in part.statuses {
+            *total.statuses.entry(s).or_default() += n;
+        }
+        total.transport_errors += part.transport_errors;
+        total.first_error = total.first_error.or(part.first_error);
+    }
+    total.elapsed = started.elapsed();
+    total.latencies.sort_unstable();
+    total
+}
+
+async fn worker(
+    addr: SocketAddr,
+    next: Arc<AtomicUsize>,
+    source: Source,
+    max: usize,
+    deadline: Instant,
+) -> Measured {
+    let mut out = Measured::default();
+    let mut conn = None;
+    loop {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= max {
+            break;
+        }
+        let req = source(i);
+        let started = Instant::now();
+        // Connecting is part of the first request's latency, as it is for a real client.
+        let result = match conn.as_mut() {
+            Some(c) => send(c, addr, &req).await,
+            None => match connect(addr).await {
+                Ok(c) => send(conn.insert(c), addr, &req).await,
+                Err(e) => Err(e),
+            },
+        };
+        out.requests += 1;
+        match result {
+            Ok((status, body, keep_alive)) => {
+                out.latencies.push(started.elapsed());
+                *out.statuses.entry(status).or_default() += 1;
+                if status != 200 && out.first_error.is_none() {
+                    out.first_error = Some(format!(
+                        "{} {} -> {status}: {}",
+                        req.method,
+                        req.target,
+                        String::from_utf8_lossy(&body)
+                    ));
+                }
+                if !keep_alive {
+                    conn = None;
+                }
+            }
+            Err(e) => {
+                out.transport_errors += 1;
+                out.first_error
+                    .get_or_insert_with(|| format!("{} {}: {e:#}", req.method, req.target));
+                conn = None;
+            }
+        }
+    }
+    out
+}
+
+async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// Sends `req` and reads the whole answer: (status, body, connection still usable).
+async fn send(
+    conn: &mut SendRequest<Full<Bytes>>,
+    addr: SocketAddr,
+    req: &Req,
+) -> Result<(u16, Bytes, bool)> {
+    conn.ready().await?;
+    let mut builder = hyper::Request::builder()
+        .method(req.method)
+        .uri(req.target.as_str())
+        .header("host", addr.to_string());
+    if !req.body.is_empty() {
+        builder = builder.header("content-type", "application/json");
+    }
+    if let Some(sig) = &req.signature {
+        builder = builder.header("x-signature", sig.as_str());
+    }
+    let response = conn
+        .send_request(builder.body(Full::new(req.body.clone()))?)
+        .await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body, !conn.is_closed()))
+}

@@ -1,0 +1,428 @@
+//! webhook-inbox benchmark: builds the component, runs it on the project's wasmtime host over
+//! loopback HTTP, and measures ingest, duplicates, reads on a seeded data set, and two
+//! baselines (the host's floor, raw SQLite inserts). See `bench/README.md`.
+
+mod baseline;
+mod data;
+mod explain;
+mod load;
+mod report;
+mod scenarios;
+mod seed;
+mod sqlite;
+mod verify;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use spin_test_host::{Host, HostOptions};
+
+use data::Shape;
+use load::{LoadGen, Plan};
+use report::{Row, Target};
+
+const SECRET: &str = "bench-secret";
+
+/// Command-line settings; `--quick` changes the defaults, explicit flags win.
+#[derive(Debug, Clone, Serialize)]
+pub struct Options {
+    pub quick: bool,
+    #[serde(skip)]
+    pub json: Option<PathBuf>,
+    pub explain: bool,
+    pub messages: u64,
+    pub senders: u64,
+    pub recipients: u64,
+    /// Cap per read scenario (and per floor scenario).
+    pub read_requests: usize,
+    /// Cap per ingest / duplicate scenario, and per storage baseline.
+    pub write_requests: usize,
+    /// Time cap per scenario, seconds.
+    pub seconds: f64,
+    pub read_concurrency: usize,
+}
+
+const USAGE: &str = "usage: webhook-inbox-bench [--quick] [--json FILE] [--explain]
+    [--messages N] [--senders N] [--recipients N] [--read-requests N] [--write-requests N]
+    [--seconds S] [--read-concurrency N]
+
+  --quick            small data set and counts (CI); fails on any non-200 answer
+  --json FILE        also write every figure to FILE
+  --explain          print EXPLAIN QUERY PLAN of each read scenario's SQL
+  --messages N       seeded messages (default 1000000; quick 20000)
+  --senders N        distinct senders (default 10000; quick 200)
+  --recipients N     distinct recipients (default 1000; quick 200)
+  --read-requests N  requests per read scenario (default 2000; quick 100)
+  --write-requests N requests per ingest scenario (default 20000; quick 400)
+  --seconds S        time cap per scenario (default 10; quick 2)
+  --read-concurrency N  connections for read scenarios (default 1)";
+
+fn parse_args() -> Result<Options> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut o = Options {
+        quick,
+        json: None,
+        explain: false,
+        messages: if quick { 20_000 } else { 1_000_000 },
+        senders: if quick { 200 } else { 10_000 },
+        recipients: if quick { 200 } else { 1_000 },
+        read_requests: if quick { 100 } else { 2_000 },
+        write_requests: if quick { 400 } else { 20_000 },
+        seconds: if quick { 2.0 } else { 10.0 },
+        read_concurrency: 1,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--quick" => {}
+            "--explain" => o.explain = true,
+            "--json" => o.json = Some(PathBuf::from(value()?)),
+            "--messages" => o.messages = value()?.parse()?,
+            "--senders" => o.senders = value()?.parse()?,
+            "--recipients" => o.recipients = value()?.parse()?,
+            "--read-requests" => o.read_requests = value()?.parse()?,
+            "--write-requests" => o.write_requests = value()?.parse()?,
+            "--seconds" => o.seconds = value()?.parse()?,
+            "--read-concurrency" => o.read_concurrency = value()?.parse()?,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    if o.senders == 0 || o.recipients == 0 || o.messages < o.senders {
+        bail!("need messages >= senders > 0 and recipients > 0");
+    }
+    Ok(o)
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    options: &'a Options,
+    wasm_bytes: u64,
+    seeding: Seeding,
+    /// VmHWM of this process while seeding (seeding, host and client share one process).
+    peak_rss_kib_seeding: Option<u64>,
+    /// VmHWM after a reset at the end of seeding: the serving phase's peak.
+    peak_rss_kib_serving: Option<u64>,
+    db_locked_total: usize,
+    checks: Vec<String>,
+    rows: &'a [Row],
+    targets: &'a [Target],
+    failures: &'a [String],
+}
+
+#[derive(Serialize, Clone)]
+struct Seeding {
+    reused: bool,
+    seconds: f64,
+    rows_per_s: Option<f64>,
+    db_bytes: u64,
+    path: PathBuf,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("webhook-inbox-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Everything; `Ok(false)` when a scenario had errors or a check failed.
+fn run() -> Result<bool> {
+    let opts = parse_args()?;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("bench/ has a parent")?;
+    let shape = Shape {
+        messages: opts.messages,
+        senders: opts.senders,
+        recipients: opts.recipients,
+    };
+
+    eprintln!("building the component (cargo build --target wasm32-wasip1 --release) ...");
+    let wasm = spin_test_host::build_component(repo)?;
+    let wasm_bytes = std::fs::metadata(&wasm)?.len();
+    let began = Instant::now();
+
+    // The expected figures come from the generator alone; compute them while seeding.
+    let expected = std::thread::spawn(move || verify::expected(shape));
+    eprintln!(
+        "data set: {} messages, {} senders, {} recipients",
+        shape.messages, shape.senders, shape.recipients
+    );
+    let seeded = seed::ensure(repo, shape)?;
+    let seeding = Seeding {
+        reused: seeded.reused,
+        seconds: seeded.seconds,
+        rows_per_s: (!seeded.reused).then(|| shape.messages as f64 / seeded.seconds),
+        db_bytes: std::fs::metadata(&seeded.path)?.len(),
+        path: seeded.path.clone(),
+    };
+    if seeded.reused {
+        eprintln!("seeding: reused {}", seeded.path.display());
+    } else {
+        eprintln!(
+            "seeding: {} rows in {:.1} s ({:.0} rows/s) -> {}",
+            shape.messages,
+            seeded.seconds,
+            shape.messages as f64 / seeded.seconds,
+            seeded.path.display()
+        );
+    }
+    let expected = expected.join().expect("expectations thread");
+    let peak_rss_kib_seeding = report::proc_status_kib("VmHWM");
+    let peak_reset = report::reset_peak_rss();
+
+    // Everything this run writes goes to copies; the cached database stays pristine.
+    let work = tempfile::tempdir()?;
+    let served_db = work.path().join("inbox.db");
+    std::fs::copy(&seeded.path, &served_db)?;
+    let cap = Duration::from_secs_f64(opts.seconds);
+    let mut fresh = scenarios::Fresh::new(shape);
+    let mut rows = Vec::new();
+
+    // Baseline (b): the storage limit, on its own copy of the same data set.
+    let storage_db = work.path().join("storage-baseline.db");
+    std::fs::copy(&seeded.path, &storage_db)?;
+    let mut storage_rate = HashMap::new();
+    for threads in [1, 16] {
+        eprintln!("storage baseline, {threads} thread(s) ...");
+        let messages = Arc::new(fresh.parsed(opts.write_requests));
+        let m = baseline::insert(&storage_db, threads, messages, cap)?;
+        storage_rate.insert(threads, m.rate());
+        rows.push(Row::new(
+            "storage limit (raw SQLite, BEGIN IMMEDIATE; INSERT; COMMIT)",
+            &format!("insert x{threads} threads"),
+            threads,
+            &m,
+        ));
+    }
+    std::fs::remove_file(&storage_db)?;
+
+    let reads = scenarios::reads(shape, &opts);
+    // The SQL of every read scenario, natively, before the host adds any load.
+    let mut profiles = HashMap::new();
+    for r in &reads {
+        let targets: Vec<String> = (0..5).map(|i| (r.source)(i).target).collect();
+        let runs = if opts.quick { 1 } else { 3 };
+        profiles.insert(
+            r.name.clone(),
+            explain::profile(&served_db, &targets, runs)?,
+        );
+    }
+
+    let host = start_host(repo, work.path(), &served_db, &wasm)?;
+    let load = LoadGen::new(host.addr())?;
+    // First instantiations and connections; not measured.
+    for _ in 0..20 {
+        load.fetch(load::Req::get("/health/live"))?;
+    }
+    eprintln!("verifying the seeded data through HTTP ...");
+    let mut failures = Vec::new();
+    let checks = match verify::check(&load, shape, &expected) {
+        Ok(checks) => checks,
+        Err(e) => {
+            failures.push(format!(
+                "seeded data differs from the component's view: {e:#}"
+            ));
+            Vec::new()
+        }
+    };
+
+    let mut locked_seen = host.stdout().len();
+    let mut measure = |group: &'static str, plan: &Plan| {
+        eprintln!("{} x{} ...", plan.name, plan.concurrency);
+        let m = load.run(plan);
+        let out = host.stdout();
+        let locked = out[locked_seen..]
+            .lines()
+            .filter(|l| l.contains("database is locked"))
+            .count();
+        locked_seen = out.len();
+        let mut row = Row::new(group, &plan.name, plan.concurrency, &m);
+        row.db_locked = Some(locked);
+        row
+    };
+
+    // Baseline (a): the host's floor.
+    for plan in scenarios::floor(&opts, cap) {
+        rows.push(measure("host floor", &plan));
+    }
+    for plan in &reads {
+        let mut row = measure("reads (seeded data set)", plan);
+        row.sql_p50_ms = profiles
+            .get(&plan.name)
+            .map(|p| p.median.as_secs_f64() * 1000.0);
+        rows.push(row);
+    }
+    let mut created = 0;
+    for concurrency in [1, 16, 64, 256] {
+        let plan = scenarios::ingest(&mut fresh, &opts, concurrency, cap);
+        let mut row = measure("ingest (unique messages)", &plan);
+        created += row.statuses.get(&200).copied().unwrap_or(0);
+        row.storage_ratio = storage_rate
+            .get(&concurrency)
+            .map(|s| row.requests_per_s / s);
+        rows.push(row);
+    }
+    rows.push(measure(
+        "duplicates (already stored)",
+        &scenarios::duplicates(shape, &opts, 16, cap),
+    ));
+
+    // Every 200 from ingest is one new row; duplicates added none.
+    let (status, body) = load.fetch(load::Req::get("/stats"))?;
+    let stats: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let want = shape.messages as usize + created;
+    if status != 200 || stats["total_messages"] != want {
+        failures.push(format!(
+            "after ingest /stats total_messages = {} (status {status}), expected {want}",
+            stats["total_messages"]
+        ));
+    }
+    let db_locked_total = host
+        .stdout()
+        .lines()
+        .filter(|l| l.contains("database is locked"))
+        .count();
+    host.shutdown();
+    let peak_rss_kib_serving = report::proc_status_kib("VmHWM");
+
+    for r in rows.iter().filter(|r| r.errors > 0) {
+        failures.push(format!(
+            "{} x{}: {} errors (first: {})",
+            r.scenario,
+            r.concurrency,
+            r.errors,
+            r.first_error.as_deref().unwrap_or("?")
+        ));
+    }
+
+    println!();
+    println!(
+        "webhook-inbox benchmark ({} mode): {} seeded messages, {} senders, {} recipients; \
+         per scenario at most {} requests (ingest {}) or {} s",
+        if opts.quick { "quick" } else { "full" },
+        shape.messages,
+        shape.senders,
+        shape.recipients,
+        opts.read_requests,
+        opts.write_requests,
+        opts.seconds
+    );
+    report::print_table(&rows);
+    println!();
+    println!("component .wasm: {wasm_bytes} bytes ({})", wasm.display());
+    match (seeding.reused, seeding.rows_per_s) {
+        (false, Some(rate)) => println!(
+            "seeding: {:.1} s ({rate:.0} rows/s), database {} bytes",
+            seeding.seconds, seeding.db_bytes
+        ),
+        _ => println!(
+            "seeding: reused cached database ({} bytes)",
+            seeding.db_bytes
+        ),
+    }
+    let kib = |k: Option<u64>| {
+        k.map_or("n/a".to_owned(), |k| {
+            format!("{:.1} MiB", k as f64 / 1024.0)
+        })
+    };
+    println!(
+        "peak RSS (VmHWM of this one process: host, component instances, SQLite and the load \
+         generator all run in it): {} serving{}, {} while seeding",
+        kib(peak_rss_kib_serving),
+        if peak_reset {
+            ""
+        } else {
+            " (could not reset after seeding)"
+        },
+        kib(peak_rss_kib_seeding),
+    );
+    println!("'database is locked' log lines in total: {db_locked_total}");
+    println!("seeded data checked through HTTP:");
+    for c in &checks {
+        println!("  {c}");
+    }
+    let targets = scenarios::targets(&rows);
+    println!("targets (reported, not enforced):");
+    report::print_targets(&targets);
+    if opts.explain {
+        println!();
+        for r in &reads {
+            if let Some(p) = profiles.get(&r.name) {
+                println!("{} -- {}", r.name, (r.source)(0).target);
+                for (sql, plan) in &p.plans {
+                    println!("  SQL: {sql}");
+                    for line in plan {
+                        println!("    {line}");
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "run time after build: {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
+
+    if let Some(path) = &opts.json {
+        let out = Output {
+            options: &opts,
+            wasm_bytes,
+            seeding,
+            peak_rss_kib_seeding,
+            peak_rss_kib_serving,
+            db_locked_total,
+            checks,
+            rows: &rows,
+            targets: &targets,
+            failures: &failures,
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&out)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("figures written to {}", path.display());
+    }
+    for f in &failures {
+        println!("FAILED: {f}");
+    }
+    Ok(failures.is_empty())
+}
+
+/// The component on the project's host, on `db`, with the secret set and logs kept in memory
+/// only (`Host::stdout`, scanned for "database is locked").
+fn start_host(repo: &Path, dir: &Path, db: &Path, wasm: &Path) -> Result<Host> {
+    let config = dir.join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sqlite_database.default]\ntype = \"spin\"\npath = {:?}\n",
+            db.display().to_string()
+        ),
+    )?;
+    let mut opts = HostOptions::new(repo);
+    opts.runtime_config = Some(config);
+    opts.base_dir = Some(dir.to_path_buf());
+    opts.env = Some(HashMap::from([(
+        "SPIN_VARIABLE_WEBHOOK_SECRET".to_owned(),
+        SECRET.to_owned(),
+    )]));
+    opts.log_files = false;
+    opts.echo_logs = false;
+    opts.component_sources
+        .insert("webhook-inbox".to_owned(), wasm.to_path_buf());
+    Host::start(opts)
+}

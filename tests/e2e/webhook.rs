@@ -57,7 +57,7 @@ fn signature_battery() {
         ),
         ("wrong scheme", Some(format!("sha1={good}").into_bytes())),
         ("64 KiB header", Some(vec![b'a'; 64 * 1024])),
-        ("binary", Some(vec![0xff; 64])),
+        // (Non-UTF-8 header bytes never reach the component: Spin refuses them itself.)
     ];
     for (name, sig) in cases {
         let status = post_with_signature(&app, &body, sig.as_deref());

@@ -33,8 +33,14 @@ fn run(db: &dyn Database, target: &str) -> Result<(), StorageError> {
     }
 }
 
-/// Profiles `targets` (the first few requests of a scenario), `runs` passes over them.
-pub fn profile(db_path: &Path, targets: &[String], runs: usize) -> Result<SqlProfile> {
+/// Profiles `targets` (the first few requests of a scenario): `runs` passes over them, or
+/// fewer once `budget` is spent (full scans of a million rows take a while).
+pub fn profile(
+    db_path: &Path,
+    targets: &[String],
+    runs: usize,
+    budget: Duration,
+) -> Result<SqlProfile> {
     let db = NativeDb::open(db_path)?;
     storage::prepare(&db).map_err(|e| anyhow!("prepare: {e}"))?;
     db.explain.set(true);
@@ -42,7 +48,11 @@ pub fn profile(db_path: &Path, targets: &[String], runs: usize) -> Result<SqlPro
     db.explain.set(false);
     let plans = db.plans.take();
     let mut times = Vec::new();
+    let started = Instant::now();
     for _ in 0..runs {
+        if !times.is_empty() && started.elapsed() > budget {
+            break;
+        }
         for t in targets {
             let started = Instant::now();
             run(&db, t).map_err(|e| anyhow!("{t}: {e}"))?;

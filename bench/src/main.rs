@@ -107,6 +107,8 @@ fn parse_args() -> Result<Options> {
 #[derive(Serialize)]
 struct Output<'a> {
     options: &'a Options,
+    /// The commit the component was built from, and whether its sources had local changes.
+    revision: &'a str,
     wasm_bytes: u64,
     seeding: Seeding,
     /// VmHWM of this process while seeding (seeding, host and client share one process).
@@ -155,6 +157,7 @@ fn run() -> Result<bool> {
     eprintln!("building the component (cargo build --target wasm32-wasip1 --release) ...");
     let wasm = spin_test_host::build_component(repo)?;
     let wasm_bytes = std::fs::metadata(&wasm)?.len();
+    let revision = revision(repo);
     let began = Instant::now();
 
     // The expected figures come from the generator alone; compute them while seeding.
@@ -218,10 +221,9 @@ fn run() -> Result<bool> {
     for r in &reads {
         let targets: Vec<String> = (0..5).map(|i| (r.source)(i).target).collect();
         let runs = if opts.quick { 1 } else { 3 };
-        profiles.insert(
-            r.name.clone(),
-            explain::profile(&served_db, &targets, runs)?,
-        );
+        let budget = Duration::from_secs(3);
+        let profile = explain::profile(&served_db, &targets, runs, budget)?;
+        profiles.insert(r.name.clone(), profile);
     }
 
     let host = start_host(repo, work.path(), &served_db, &wasm)?;
@@ -325,7 +327,10 @@ fn run() -> Result<bool> {
     );
     report::print_table(&rows);
     println!();
-    println!("component .wasm: {wasm_bytes} bytes ({})", wasm.display());
+    println!(
+        "component .wasm: {wasm_bytes} bytes ({}), built from {revision}",
+        wasm.display()
+    );
     match (seeding.reused, seeding.rows_per_s) {
         (false, Some(rate)) => println!(
             "seeding: {:.1} s ({rate:.0} rows/s), database {} bytes",
@@ -382,6 +387,7 @@ fn run() -> Result<bool> {
     if let Some(path) = &opts.json {
         let out = Output {
             options: &opts,
+            revision: &revision,
             wasm_bytes,
             seeding,
             peak_rss_kib_seeding,
@@ -400,6 +406,37 @@ fn run() -> Result<bool> {
         println!("FAILED: {f}");
     }
     Ok(failures.is_empty())
+}
+
+/// `git describe`-like: the commit, plus a note when the component's sources differ from it
+/// (the benchmark builds the working tree).
+fn revision(repo: &Path) -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "an unknown revision".to_owned();
+    };
+    match git(&[
+        "status",
+        "--porcelain",
+        "--",
+        "src",
+        "migrations.sql",
+        "spin.toml",
+    ]) {
+        Some(changes) if !changes.is_empty() => {
+            format!("{head} plus uncommitted changes in src/, migrations.sql or spin.toml")
+        }
+        _ => head,
+    }
 }
 
 /// The component on the project's host, on `db`, with the secret set and logs kept in memory

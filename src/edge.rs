@@ -3,7 +3,7 @@
 
 use crate::handler::{self, BodyError, Request, RequestBody, Runtime};
 use crate::storage::{Database, Rows, SqlValue, StorageError};
-use spin_sdk::http::{IncomingRequest, Response};
+use spin_sdk::http::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use spin_sdk::http_component;
 use spin_sdk::sqlite::{self, Connection, Value};
 use spin_sdk::variables;
@@ -11,7 +11,7 @@ use std::io::Write;
 use wasi::io::streams::StreamError;
 
 #[http_component]
-fn handle_request(request: IncomingRequest) -> Response {
+fn handle_request(request: IncomingRequest, response_out: ResponseOutparam) {
     let path_with_query = request.path_with_query().unwrap_or_else(|| "/".to_owned());
     let (path, query) = match path_with_query.split_once('?') {
         Some((path, query)) => (path.to_owned(), query.to_owned()),
@@ -30,13 +30,40 @@ fn handle_request(request: IncomingRequest) -> Response {
         headers,
         body: Box::new(SpinBody(request)),
     };
-    let answer = handler::handle(&SpinRuntime, request);
-    let mut response = Response::builder();
-    response.status(answer.status);
-    for (name, value) in answer.headers {
-        response.header(name, value);
+    let handled = handler::handle(&SpinRuntime, request);
+    send(response_out, handled.response);
+    // The client has its whole answer; metrics, the log line and closing the connection
+    // happen while it moves on.
+    handled.after.complete();
+}
+
+/// Sends the status, headers and whole body, and finishes the body so the client's
+/// response is complete now, not when this instance ends.
+fn send(out: ResponseOutparam, answer: handler::Response) {
+    let fields: Vec<(String, Vec<u8>)> = answer
+        .headers
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.into_bytes()))
+        .collect();
+    // Our header names and values are fixed or validated ASCII; should the host still refuse
+    // them, an empty header set beats no answer.
+    let headers = Fields::from_list(&fields).unwrap_or_else(|_| Fields::new());
+    let response = OutgoingResponse::new(headers);
+    let _ = response.set_status_code(answer.status);
+    let Ok(body) = response.body() else {
+        return;
+    };
+    out.set(response);
+    if let Ok(stream) = body.write() {
+        // blocking_write_and_flush takes at most 4096 bytes per call.
+        for chunk in answer.body.chunks(4096) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                break; // Client gone; nothing more to do for it.
+            }
+        }
+        drop(stream);
     }
-    response.body(answer.body).build()
+    let _ = OutgoingBody::finish(body, None);
 }
 
 struct SpinRuntime;

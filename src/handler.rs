@@ -143,9 +143,30 @@ impl Session<'_> {
     }
 }
 
+/// A request's answer, plus the bookkeeping that can wait until the answer is on its way.
+pub struct Handled<'a> {
+    pub response: Response,
+    pub after: AfterResponse<'a>,
+}
+
+/// Counting and logging a request, done after the response is sent. Every Spin request has
+/// its own SQLite connection, and closing the last open one checkpoints the WAL with two
+/// fsyncs; doing that (and the metrics write of a read request) after the answer keeps it
+/// off the client's latency, and overlapping requests skip the checkpoint altogether.
+pub struct AfterResponse<'a> {
+    session: Session<'a>,
+    outcome: Outcome,
+    route: Route,
+    latency_ms: f64,
+    request_id: String,
+    method: String,
+    path: String,
+}
+
 /// Handles one request. Never panics on input and never fails: every error becomes a
-/// deliberate answer.
-pub fn handle(runtime: &dyn Runtime, request: Request) -> Response {
+/// deliberate answer. Anything that must be durable before the answer (a stored message and
+/// its counters) is committed before this returns.
+pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
     let started = Instant::now();
     let request_id = request
         .single_header("x-request-id")
@@ -172,49 +193,79 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Response {
         Route::Found(Endpoint::Stats) => stats(&mut session),
         Route::Found(Endpoint::Metrics) => scrape(&mut session),
     };
-
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    if !outcome.counted {
-        let increments =
-            metrics::increments(route.label(), outcome.status, latency_ms, outcome.webhook);
-        if let Err(err) = session.db().and_then(|db| storage::record(db, &increments)) {
-            outcome
-                .error
-                .get_or_insert_with(|| format!("metrics not recorded: {err}"));
-        }
-    }
 
-    let level = match (outcome.status, &outcome.error) {
-        (500.., _) if outcome.webhook == Some(WebhookResult::NotConfigured) => Level::Warn,
-        (500.., _) => Level::Error,
-        (_, Some(_)) => Level::Warn,
-        _ => Level::Info,
-    };
-    let min_level = config::log_level(session.variable(config::LOG_LEVEL).as_deref());
-    if level >= min_level {
-        let line = LogLine {
-            ts: timestamp::format_utc(SystemTime::now()),
-            level,
-            request_id: &request_id,
-            method: logline::clip(&method, 32),
-            path: logline::clip(&path, 512),
-            status: outcome.status,
-            latency_ms: (latency_ms * 1000.0).round() / 1000.0,
-            message_id: outcome.message_id.as_deref(),
-            dup: outcome.webhook.map(|r| r == WebhookResult::Duplicate),
-            result: outcome.webhook.map(WebhookResult::as_str),
-            error: outcome.error.as_deref(),
-        };
-        runtime.log(&line.to_line());
-    }
-
-    let mut headers = vec![("content-type", outcome.content_type.to_owned())];
+    let body = std::mem::take(&mut outcome.body).into_bytes();
+    let mut headers = vec![
+        ("content-type", outcome.content_type.to_owned()),
+        ("content-length", body.len().to_string()),
+    ];
     headers.append(&mut outcome.headers);
-    headers.push(("x-request-id", request_id));
-    Response {
-        status: outcome.status,
-        headers,
-        body: outcome.body.into_bytes(),
+    headers.push(("x-request-id", request_id.clone()));
+    Handled {
+        response: Response {
+            status: outcome.status,
+            headers,
+            body,
+        },
+        after: AfterResponse {
+            session,
+            outcome,
+            route,
+            latency_ms,
+            request_id,
+            method,
+            path,
+        },
+    }
+}
+
+impl AfterResponse<'_> {
+    /// Records the request's metrics (unless they were committed with its message) and
+    /// writes its log line; then the connection closes.
+    pub fn complete(self) {
+        let AfterResponse {
+            mut session,
+            mut outcome,
+            route,
+            latency_ms,
+            request_id,
+            method,
+            path,
+        } = self;
+        if !outcome.counted {
+            let increments =
+                metrics::increments(route.label(), outcome.status, latency_ms, outcome.webhook);
+            if let Err(err) = session.db().and_then(|db| storage::record(db, &increments)) {
+                outcome
+                    .error
+                    .get_or_insert_with(|| format!("metrics not recorded: {err}"));
+            }
+        }
+
+        let level = match (outcome.status, &outcome.error) {
+            (500.., _) if outcome.webhook == Some(WebhookResult::NotConfigured) => Level::Warn,
+            (500.., _) => Level::Error,
+            (_, Some(_)) => Level::Warn,
+            _ => Level::Info,
+        };
+        let min_level = config::log_level(session.variable(config::LOG_LEVEL).as_deref());
+        if level >= min_level {
+            let line = LogLine {
+                ts: timestamp::format_utc(SystemTime::now()),
+                level,
+                request_id: &request_id,
+                method: logline::clip(&method, 32),
+                path: logline::clip(&path, 512),
+                status: outcome.status,
+                latency_ms: (latency_ms * 1000.0).round() / 1000.0,
+                message_id: outcome.message_id.as_deref(),
+                dup: outcome.webhook.map(|r| r == WebhookResult::Duplicate),
+                result: outcome.webhook.map(WebhookResult::as_str),
+                error: outcome.error.as_deref(),
+            };
+            session.runtime.log(&line.to_line());
+        }
     }
 }
 

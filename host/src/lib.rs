@@ -71,6 +71,10 @@ pub struct HostOptions {
     pub component_sources: HashMap<String, PathBuf>,
     /// Append component output to `<app_dir>/.spin/logs/<component>_{stdout,stderr}.txt`.
     pub log_files: bool,
+    /// Keep each response open until its instance has finished, so that once a client has
+    /// read a response, that request's log lines and database writes are all done. Off by
+    /// default, as in Spin, where a response completes when the guest finishes its body.
+    pub hold_responses_until_instance_ends: bool,
 }
 
 impl HostOptions {
@@ -86,6 +90,7 @@ impl HostOptions {
             base_dir: None,
             component_sources: HashMap::new(),
             log_files: true,
+            hold_responses_until_instance_ends: false,
         }
     }
 }
@@ -180,6 +185,7 @@ impl Host {
         }
         let routes = router.routes().to_vec();
         let app = Arc::new(server::App {
+            hold_responses_until_instance_ends: opts.hold_responses_until_instance_ends,
             router,
             components,
             info_json: serde_json::json!({

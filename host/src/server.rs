@@ -41,6 +41,8 @@ pub struct ComponentRuntime {
 
 /// Everything the server needs to answer requests.
 pub struct App {
+    /// See `HostOptions::hold_responses_until_instance_ends`.
+    pub hold_responses_until_instance_ends: bool,
     pub router: Router,
     pub components: HashMap<String, ComponentRuntime>,
     /// Body of `/.well-known/spin/info`.
@@ -249,13 +251,23 @@ async fn run_component(
     });
 
     match rx.await {
-        Ok(Ok(resp)) => Ok(resp.map(|body| {
-            UntilInstanceEnds {
-                body,
-                task: Some(task),
-            }
-            .boxed_unsync()
-        })),
+        Ok(Ok(mut resp)) if app.hold_responses_until_instance_ends => {
+            // Without a length, hyper must wait for the body's end (the instance's end)
+            // before it can finish the response or close the connection.
+            resp.headers_mut().remove(http::header::CONTENT_LENGTH);
+            Ok(resp.map(|body| {
+                UntilInstanceEnds {
+                    body,
+                    task: Some(task),
+                }
+                .boxed_unsync()
+            }))
+        }
+        Ok(Ok(resp)) => {
+            // Like Spin: the response ends with the guest's body; the instance may run on.
+            tokio::spawn(async move { report_late_failure(task.await) });
+            Ok(resp.map(|body| body.boxed_unsync()))
+        }
         Ok(Err(code)) => {
             anyhow::bail!("guest failed to produce a response: {code:?}")
         }
@@ -266,6 +278,16 @@ async fn run_component(
     }
 }
 
+/// Reports how an instance ended after its response had started.
+fn report_late_failure(result: Result<anyhow::Result<()>, tokio::task::JoinError>) {
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("spin-test-host: component error after response started: {e:?}"),
+        Err(e) if e.is_cancelled() => {}
+        Err(e) => eprintln!("spin-test-host: component task failed: {e}"),
+    }
+}
+
 /// Converts wasmtime's error type into anyhow with its full context chain.
 fn wt(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:?}")
@@ -273,7 +295,7 @@ fn wt(e: wasmtime::Error) -> anyhow::Error {
 
 /// The guest's response body, held open until the instance has finished, so that by the time
 /// a client has read the whole response the instance's log lines are captured and its SQLite
-/// connections closed. Dropping it early (client gone) aborts the instance, as Spin does.
+/// connections closed.
 struct UntilInstanceEnds {
     body: HyperOutgoingBody,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -293,13 +315,7 @@ impl Body for UntilInstanceEnds {
         if let Some(task) = self.task.as_mut() {
             let result = ready!(Pin::new(task).poll(cx));
             self.task = None;
-            match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    eprintln!("spin-test-host: component error after response started: {e:?}")
-                }
-                Err(e) => eprintln!("spin-test-host: component task failed: {e}"),
-            }
+            report_late_failure(result);
         }
         Poll::Ready(None)
     }
@@ -315,8 +331,10 @@ impl Body for UntilInstanceEnds {
 
 impl Drop for UntilInstanceEnds {
     fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
+        // Like Spin, a client that goes away does not cut the instance short: it runs to the
+        // end of its handler (its writes to the body just fail).
+        if let Some(task) = self.task.take() {
+            tokio::spawn(async move { report_late_failure(task.await) });
         }
     }
 }

@@ -50,6 +50,8 @@ fn options() -> HostOptions {
     o.env = Some(base_env());
     o.runtime_config = Some(rc);
     o.base_dir = Some(dir);
+    // These tests read a request's output right after its response.
+    o.hold_responses_until_instance_ends = true;
     o
 }
 

@@ -83,6 +83,8 @@ impl App {
         opts.runtime_config = Some(self.dir.path().join("runtime-config.toml"));
         opts.env = Some(self.env.clone());
         opts.log_files = false;
+        // Once a response is read, that request's log line and counters are written.
+        opts.hold_responses_until_instance_ends = true;
         opts.sqlite_statements = self.sqlite_statements.clone();
         opts.component_sources.insert("webhook-inbox".into(), wasm);
         Host::start(opts).expect("host starts")

@@ -45,6 +45,10 @@ pub struct Options {
     /// Time cap per scenario, seconds.
     pub seconds: f64,
     pub read_concurrency: usize,
+    /// Diagnostic: keep one idle connection to the served database open all run.
+    pub hold_db_open: bool,
+    #[serde(skip)]
+    pub seed_only: bool,
 }
 
 const USAGE: &str = "usage: webhook-inbox-bench [--quick] [--json FILE] [--explain]
@@ -60,7 +64,9 @@ const USAGE: &str = "usage: webhook-inbox-bench [--quick] [--json FILE] [--expla
   --read-requests N  requests per read scenario (default 2000; quick 100)
   --write-requests N requests per ingest scenario (default 20000; quick 400)
   --seconds S        time cap per scenario (default 10; quick 2)
-  --read-concurrency N  connections for read scenarios (default 1)";
+  --read-concurrency N  connections for read scenarios (default 1)
+  --hold-db-open     diagnostic: keep an idle SQLite connection to the served database open,
+                     so no request's connection is the last one (no checkpoint on close)";
 
 fn parse_args() -> Result<Options> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -76,6 +82,8 @@ fn parse_args() -> Result<Options> {
         write_requests: if quick { 400 } else { 20_000 },
         seconds: if quick { 2.0 } else { 10.0 },
         read_concurrency: 1,
+        hold_db_open: false,
+        seed_only: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -83,6 +91,8 @@ fn parse_args() -> Result<Options> {
         match arg.as_str() {
             "--quick" => {}
             "--explain" => o.explain = true,
+            "--hold-db-open" => o.hold_db_open = true,
+            "--seed-only" => o.seed_only = true,
             "--json" => o.json = Some(PathBuf::from(value()?)),
             "--messages" => o.messages = value()?.parse()?,
             "--senders" => o.senders = value()?.parse()?,
@@ -111,10 +121,9 @@ struct Output<'a> {
     revision: &'a str,
     wasm_bytes: u64,
     seeding: Seeding,
-    /// VmHWM of this process while seeding (seeding, host and client share one process).
-    peak_rss_kib_seeding: Option<u64>,
-    /// VmHWM after a reset at the end of seeding: the serving phase's peak.
-    peak_rss_kib_serving: Option<u64>,
+    /// VmHWM of this process: host, instances, SQLite, load generator (seeding runs in a
+    /// child process).
+    peak_rss_kib: Option<u64>,
     db_locked_total: usize,
     checks: Vec<String>,
     rows: &'a [Row],
@@ -153,6 +162,16 @@ fn run() -> Result<bool> {
         senders: opts.senders,
         recipients: opts.recipients,
     };
+    if opts.seed_only {
+        let seeded = seed::build_cache(repo, shape)?;
+        eprintln!(
+            "seeded {} rows in {:.1} s ({:.0} rows/s)",
+            shape.messages,
+            seeded.seconds,
+            shape.messages as f64 / seeded.seconds
+        );
+        return Ok(true);
+    }
 
     eprintln!("building the component (cargo build --target wasm32-wasip1 --release) ...");
     let wasm = spin_test_host::build_component(repo)?;
@@ -186,8 +205,6 @@ fn run() -> Result<bool> {
         );
     }
     let expected = expected.join().expect("expectations thread");
-    let peak_rss_kib_seeding = report::proc_status_kib("VmHWM");
-    let peak_reset = report::reset_peak_rss();
 
     // Everything this run writes goes to copies; the cached database stays pristine.
     let work = tempfile::tempdir()?;
@@ -226,6 +243,15 @@ fn run() -> Result<bool> {
         profiles.insert(r.name.clone(), profile);
     }
 
+    // With an idle connection open, no request's connection is ever the last one, so none
+    // checkpoints and deletes the WAL on close (what a host with a connection pool would do).
+    let holder = if opts.hold_db_open {
+        let conn = rusqlite::Connection::open(&served_db)?;
+        conn.query_row("SELECT messages FROM inbox_totals", [], |_| Ok(()))?;
+        Some(conn)
+    } else {
+        None
+    };
     let host = start_host(repo, work.path(), &served_db, &wasm)?;
     let load = LoadGen::new(host.addr())?;
     // First instantiations and connections; not measured.
@@ -301,7 +327,8 @@ fn run() -> Result<bool> {
         .filter(|l| l.contains("database is locked"))
         .count();
     host.shutdown();
-    let peak_rss_kib_serving = report::proc_status_kib("VmHWM");
+    drop(holder);
+    let peak_rss_kib = report::proc_status_kib("VmHWM");
 
     for r in rows.iter().filter(|r| r.errors > 0) {
         failures.push(format!(
@@ -341,22 +368,17 @@ fn run() -> Result<bool> {
             seeding.db_bytes
         ),
     }
-    let kib = |k: Option<u64>| {
-        k.map_or("n/a".to_owned(), |k| {
-            format!("{:.1} MiB", k as f64 / 1024.0)
-        })
-    };
     println!(
-        "peak RSS (VmHWM of this one process: host, component instances, SQLite and the load \
-         generator all run in it): {} serving{}, {} while seeding",
-        kib(peak_rss_kib_serving),
-        if peak_reset {
-            ""
-        } else {
-            " (could not reset after seeding)"
-        },
-        kib(peak_rss_kib_seeding),
+        "peak RSS: {} (VmHWM of this process, which runs the host, every component instance, \
+         SQLite and the load generator; seeding ran in a child process)",
+        peak_rss_kib.map_or("n/a".to_owned(), |k| format!(
+            "{:.1} MiB",
+            k as f64 / 1024.0
+        )),
     );
+    if opts.hold_db_open {
+        println!("diagnostic --hold-db-open: an idle connection kept the database open");
+    }
     println!("'database is locked' log lines in total: {db_locked_total}");
     println!("seeded data checked through HTTP:");
     for c in &checks {
@@ -390,8 +412,7 @@ fn run() -> Result<bool> {
             revision: &revision,
             wasm_bytes,
             seeding,
-            peak_rss_kib_seeding,
-            peak_rss_kib_serving,
+            peak_rss_kib,
             db_locked_total,
             checks,
             rows: &rows,

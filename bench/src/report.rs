@@ -151,9 +151,3 @@ pub fn proc_status_kib(field: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
-
-/// Resets VmHWM to the current RSS (Linux: `5` into clear_refs), so the serving phase's peak
-/// is not the seeding phase's.
-pub fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}

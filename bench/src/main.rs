@@ -335,9 +335,20 @@ fn run() -> Result<bool> {
     drop(holder);
     let peak_rss_kib = report::proc_status_kib("VmHWM");
 
+    // Retryable 503s from lock waits under 64+ concurrent writers are the documented limit
+    // (reported as a target miss above); anything else is breakage and fails the run.
+    let known_overload = |r: &&report::Row| {
+        r.concurrency >= 64 && r.statuses.get(&503).copied().unwrap_or(0) == r.errors
+    };
+    for r in rows.iter().filter(|r| known_overload(r) && r.errors > 0) {
+        println!(
+            "NOTE: {} x{}: {} retryable 503s (lock waits)",
+            r.scenario, r.concurrency, r.errors
+        );
+    }
     for r in rows
         .iter()
-        .filter(|r| r.errors > 0 && r.group != STORAGE_GROUP)
+        .filter(|r| r.errors > 0 && r.group != STORAGE_GROUP && !known_overload(r))
     {
         failures.push(format!(
             "{} x{}: {} errors (first: {})",

@@ -1,4 +1,4 @@
--- webhook-inbox schema, version 1.
+-- webhook-inbox schema, version 2 (upgrades a version 1 database in place).
 --
 -- Idempotent: safe to run any number of times, e.g. `spin up --sqlite @migrations.sql` or a
 -- separate migration step. The component applies this same file itself on first use, one
@@ -49,22 +49,6 @@ CREATE TABLE IF NOT EXISTS inbox_totals (
 );
 INSERT OR IGNORE INTO inbox_totals (id, messages, senders) VALUES (1, 0, 0);
 
-CREATE TRIGGER IF NOT EXISTS messages_aggregate AFTER INSERT ON messages
-BEGIN
-    INSERT INTO sender_counts (sender, messages) VALUES (NEW.sender, 1)
-        ON CONFLICT (sender) DO UPDATE SET messages = messages + 1;
-    INSERT INTO recipient_counts (recipient, messages) VALUES (NEW.recipient, 1)
-        ON CONFLICT (recipient) DO UPDATE SET messages = messages + 1;
-    UPDATE inbox_totals SET
-        messages  = messages + 1,
-        senders   = senders + (SELECT messages = 1 FROM sender_counts WHERE sender = NEW.sender),
-        first_ts  = CASE WHEN first_key IS NULL OR NEW.ts_key < first_key THEN NEW.ts ELSE first_ts END,
-        first_key = CASE WHEN first_key IS NULL OR NEW.ts_key < first_key THEN NEW.ts_key ELSE first_key END,
-        last_ts   = CASE WHEN last_key IS NULL OR NEW.ts_key > last_key THEN NEW.ts ELSE last_ts END,
-        last_key  = CASE WHEN last_key IS NULL OR NEW.ts_key > last_key THEN NEW.ts_key ELSE last_key END
-    WHERE id = 1;
-END;
-
 -- Prometheus counters: one row per series. `value` has no declared type so counts stay
 -- integers and the latency sum stays real. Histogram buckets are stored per bucket, not
 -- cumulative, so a request touches one bucket row.
@@ -75,4 +59,43 @@ CREATE TABLE IF NOT EXISTS metric_counters (
     PRIMARY KEY (name, labels)
 ) WITHOUT ROWID;
 
-PRAGMA user_version = 1;
+-- Messages per hour of `ts`: the first 13 characters of ts_key ("2025-01-15T10"). A `since`
+-- total sums the whole hours after `since` and counts index entries only within its own
+-- hour, instead of counting every matching row.
+CREATE TABLE IF NOT EXISTS hour_counts (
+    hour     TEXT PRIMARY KEY,
+    messages INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Fills the table for a version 1 database (a no-op once it has rows or without messages).
+INSERT INTO hour_counts (hour, messages)
+    SELECT substr(ts_key, 1, 13), count(*) FROM messages
+    WHERE NOT EXISTS (SELECT 1 FROM hour_counts)
+    GROUP BY substr(ts_key, 1, 13);
+
+-- The trigger keeps every aggregate (and the `created` counter) in step with the messages,
+-- inside the inserting statement. Dropped and created again so an older version is replaced.
+DROP TRIGGER IF EXISTS messages_aggregate;
+CREATE TRIGGER messages_aggregate AFTER INSERT ON messages
+BEGIN
+    INSERT INTO sender_counts (sender, messages) VALUES (NEW.sender, 1)
+        ON CONFLICT (sender) DO UPDATE SET messages = messages + 1;
+    INSERT INTO recipient_counts (recipient, messages) VALUES (NEW.recipient, 1)
+        ON CONFLICT (recipient) DO UPDATE SET messages = messages + 1;
+    INSERT INTO hour_counts (hour, messages) VALUES (substr(NEW.ts_key, 1, 13), 1)
+        ON CONFLICT (hour) DO UPDATE SET messages = messages + 1;
+    -- `created` is counted with the row it counts, in the same statement: the insert is one
+    -- autocommit statement, so the write lock is held for no host round trip.
+    INSERT INTO metric_counters (name, labels, value)
+        VALUES ('webhook_requests_total', 'result="created"', 1)
+        ON CONFLICT (name, labels) DO UPDATE SET value = value + 1;
+    UPDATE inbox_totals SET
+        messages  = messages + 1,
+        senders   = senders + (SELECT messages = 1 FROM sender_counts WHERE sender = NEW.sender),
+        first_ts  = CASE WHEN first_key IS NULL OR NEW.ts_key < first_key THEN NEW.ts ELSE first_ts END,
+        first_key = CASE WHEN first_key IS NULL OR NEW.ts_key < first_key THEN NEW.ts_key ELSE first_key END,
+        last_ts   = CASE WHEN last_key IS NULL OR NEW.ts_key > last_key THEN NEW.ts ELSE last_ts END,
+        last_key  = CASE WHEN last_key IS NULL OR NEW.ts_key > last_key THEN NEW.ts_key ELSE last_key END
+    WHERE id = 1;
+END;
+
+PRAGMA user_version = 2;

@@ -81,8 +81,6 @@ struct Outcome {
     message_id: Option<String>,
     /// Our own failure (storage, configuration) for the log; never request content.
     error: Option<String>,
-    /// Set when the counters were already committed (with the stored message).
-    counted: bool,
 }
 
 impl Outcome {
@@ -95,7 +93,6 @@ impl Outcome {
             webhook: None,
             message_id: None,
             error: None,
-            counted: false,
         }
     }
 
@@ -117,24 +114,71 @@ impl Outcome {
     }
 }
 
-/// The request's database connection: opened and prepared on first use, at most once.
+/// The request's database connection, opened on first use, at most once.
 struct Session<'a> {
     runtime: &'a dyn Runtime,
     db: Option<Result<Box<dyn Database>, StorageError>>,
+    /// The per-connection pragmas are set (needed before a write).
+    configured: bool,
+    /// The schema version was checked (and the schema applied if needed).
+    schema_checked: bool,
 }
 
 impl Session<'_> {
-    fn db(&mut self) -> Result<&dyn Database, StorageError> {
+    fn new(runtime: &dyn Runtime) -> Session<'_> {
+        Session {
+            runtime,
+            db: None,
+            configured: false,
+            schema_checked: false,
+        }
+    }
+
+    fn connection(&mut self) -> Result<&dyn Database, StorageError> {
         let runtime = self.runtime;
-        let slot = self.db.get_or_insert_with(|| {
-            let db = runtime.open_database()?;
-            storage::prepare(db.as_ref())?;
-            Ok(db)
-        });
-        match slot {
+        match self.db.get_or_insert_with(|| runtime.open_database()) {
             Ok(db) => Ok(&**db),
             Err(err) => Err(err.clone()),
         }
+    }
+
+    /// The connection with its pragmas set.
+    fn configured(&mut self) -> Result<&dyn Database, StorageError> {
+        if !self.configured {
+            storage::configure(self.connection()?)?;
+            self.configured = true;
+        }
+        self.connection()
+    }
+
+    /// The connection ready for a write that depends on the current schema (its trigger).
+    fn prepared(&mut self) -> Result<&dyn Database, StorageError> {
+        self.configured()?;
+        if !self.schema_checked {
+            storage::ensure_schema(self.connection()?)?;
+            self.schema_checked = true;
+        }
+        self.connection()
+    }
+
+    /// Runs `op` without a schema check first: each check is a round trip to the host, and
+    /// the schema is almost always in place. If `op` fails (on a fresh database, say), the
+    /// schema is ensured and `op` runs once more. Writes get the pragmas first.
+    fn run<T>(
+        &mut self,
+        writes: bool,
+        op: impl Fn(&dyn Database) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let db = if writes {
+            self.configured()?
+        } else {
+            self.connection()?
+        };
+        let first = op(db);
+        if first.is_ok() || self.schema_checked {
+            return first;
+        }
+        op(self.prepared()?)
     }
 
     fn variable(&self, name: &str) -> Option<String> {
@@ -173,7 +217,7 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
         .and_then(logline::accept_request_id)
         .map_or_else(|| logline::new_request_id(random_bytes()), str::to_owned);
     let route = routes::resolve(&request.method, &request.path);
-    let mut session = Session { runtime, db: None };
+    let mut session = Session::new(runtime);
     let method = request.method.clone();
     let path = request.path.clone();
 
@@ -188,7 +232,7 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
         }
         Route::Found(Endpoint::Live) => Outcome::json(200, responses::status("ok")),
         Route::Found(Endpoint::Ready) => ready(&mut session),
-        Route::Found(Endpoint::Webhook) => webhook(&mut session, request, started, route),
+        Route::Found(Endpoint::Webhook) => webhook(&mut session, request),
         Route::Found(Endpoint::Messages) => list(&mut session, &request.query),
         Route::Found(Endpoint::Stats) => stats(&mut session),
         Route::Found(Endpoint::Metrics) => scrape(&mut session),
@@ -233,14 +277,12 @@ impl AfterResponse<'_> {
             method,
             path,
         } = self;
-        if !outcome.counted {
-            let increments =
-                metrics::increments(route.label(), outcome.status, latency_ms, outcome.webhook);
-            if let Err(err) = session.db().and_then(|db| storage::record(db, &increments)) {
-                outcome
-                    .error
-                    .get_or_insert_with(|| format!("metrics not recorded: {err}"));
-            }
+        let increments =
+            metrics::increments(route.label(), outcome.status, latency_ms, outcome.webhook);
+        if let Err(err) = session.run(true, |db| storage::record(db, &increments)) {
+            outcome
+                .error
+                .get_or_insert_with(|| format!("metrics not recorded: {err}"));
         }
 
         let level = match (outcome.status, &outcome.error) {
@@ -290,7 +332,7 @@ fn storage_unavailable(err: StorageError) -> Outcome {
 }
 
 /// `POST /webhook`: limit, configuration, signature, validation, store; in that order.
-fn webhook(session: &mut Session, request: Request, started: Instant, route: Route) -> Outcome {
+fn webhook(session: &mut Session, request: Request) -> Outcome {
     let limit = match config::max_body_bytes(session.variable(config::MAX_BODY_BYTES).as_deref()) {
         Ok(limit) => limit,
         Err(problem) => {
@@ -343,26 +385,14 @@ fn webhook(session: &mut Session, request: Request, started: Instant, route: Rou
         }
     };
 
-    let stored = session.db().and_then(|db| {
-        storage::insert_message(db, &message, |inserted| {
-            let result = match inserted {
-                Inserted::Created => WebhookResult::Created,
-                Inserted::Duplicate => WebhookResult::Duplicate,
-            };
-            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-            metrics::increments(route.label(), 200, latency_ms, Some(result))
-        })
-    });
+    let stored = session
+        .prepared()
+        .and_then(|db| storage::insert_message(db, &message));
     let mut outcome = match stored {
-        Ok(inserted) => {
-            let mut outcome = Outcome::json(200, responses::status("ok"));
-            outcome.counted = true;
-            outcome.webhook = Some(match inserted {
-                Inserted::Created => WebhookResult::Created,
-                Inserted::Duplicate => WebhookResult::Duplicate,
-            });
-            outcome
-        }
+        Ok(inserted) => Outcome::json(200, responses::status("ok")).webhook(match inserted {
+            Inserted::Created => WebhookResult::Created,
+            Inserted::Duplicate => WebhookResult::Duplicate,
+        }),
         Err(err) => storage_unavailable(err).webhook(WebhookResult::StorageError),
     };
     outcome.message_id = Some(message.message_id);
@@ -374,24 +404,21 @@ fn list(session: &mut Session, raw_query: &str) -> Outcome {
         Ok(query) => query,
         Err(errors) => return Outcome::json(422, problem::validation(&errors)),
     };
-    match session
-        .db()
-        .and_then(|db| storage::list_messages(db, &query))
-    {
+    match session.run(false, |db| storage::list_messages(db, &query)) {
         Ok(page) => Outcome::json(200, responses::messages(&page, query.limit, query.offset)),
         Err(err) => storage_unavailable(err),
     }
 }
 
 fn stats(session: &mut Session) -> Outcome {
-    match session.db().and_then(storage::stats) {
+    match session.run(false, storage::stats) {
         Ok(stats) => Outcome::json(200, responses::stats(&stats)),
         Err(err) => storage_unavailable(err),
     }
 }
 
 fn scrape(session: &mut Session) -> Outcome {
-    match session.db().and_then(storage::read_counters) {
+    match session.run(false, storage::read_counters) {
         Ok(rows) => {
             let mut outcome = Outcome::json(200, metrics::render(&rows));
             outcome.content_type = PROMETHEUS_TEXT;
@@ -417,7 +444,7 @@ fn ready(session: &mut Session) -> Outcome {
     {
         failures.insert("config".into(), problem.into());
     }
-    match session.db().and_then(storage::schema_version) {
+    match session.prepared().and_then(storage::schema_version) {
         Ok(version) if version >= storage::SCHEMA_VERSION => {}
         Ok(_) => {
             failures.insert("schema".into(), "schema not applied".into());

@@ -40,6 +40,17 @@ impl WebhookResult {
             WebhookResult::StorageError => "storage_error",
         }
     }
+
+    /// `created` is counted by the trigger that stores the message (`migrations.sql`), in
+    /// the same statement, so it always equals the rows stored; the request adds the rest.
+    pub fn counted_by_storage(self) -> bool {
+        self == WebhookResult::Created
+    }
+
+    /// The labels of this result's `webhook_requests_total` series.
+    pub fn labels(self) -> String {
+        format!("result=\"{}\"", self.as_str())
+    }
 }
 
 /// One counter row to add to.
@@ -56,7 +67,8 @@ pub enum Delta {
     Amount(f64),
 }
 
-/// What one finished request adds to the counters. `route` is a fixed route label (never
+/// What one finished request adds to the counters (a stored message's `created` is already
+/// counted, see [`WebhookResult::counted_by_storage`]). `route` is a fixed route label (never
 /// the raw path), so a scanner cannot create new series.
 pub fn increments(
     route: &'static str,
@@ -81,10 +93,10 @@ pub fn increments(
             delta: Delta::Amount(latency_ms),
         },
     ];
-    if let Some(result) = webhook {
+    if let Some(result) = webhook.filter(|r| !r.counted_by_storage()) {
         out.push(Increment {
             name: WEBHOOK_REQUESTS,
-            labels: format!("result=\"{}\"", result.as_str()),
+            labels: result.labels(),
             delta: Delta::Count(1),
         });
     }
@@ -210,7 +222,7 @@ mod tests {
 
     #[test]
     fn a_request_bumps_its_route_one_bucket_and_the_sum() {
-        let inc = increments("/webhook", 200, 3.5, Some(WebhookResult::Created));
+        let inc = increments("/webhook", 200, 3.5, Some(WebhookResult::Duplicate));
         let labels: Vec<_> = inc.iter().map(|i| (i.name, i.labels.as_str())).collect();
         assert_eq!(
             labels,
@@ -218,8 +230,13 @@ mod tests {
                 (HTTP_REQUESTS, "path=\"/webhook\",status=\"200\""),
                 (LATENCY_BUCKET, "le=\"5\""),
                 (LATENCY_SUM, ""),
-                (WEBHOOK_REQUESTS, "result=\"created\""),
+                (WEBHOOK_REQUESTS, "result=\"duplicate\""),
             ]
+        );
+        let created = increments("/webhook", 200, 3.5, Some(WebhookResult::Created));
+        assert!(
+            created.iter().all(|i| i.name != WEBHOOK_REQUESTS),
+            "created is counted by the storing statement, never twice"
         );
         assert_eq!(increments("/x", 404, 100.0, None)[1].labels, "le=\"100\"");
         assert_eq!(increments("/x", 404, 100.01, None)[1].labels, "le=\"250\"");

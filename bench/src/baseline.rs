@@ -1,7 +1,7 @@
 //! The storage limit: single-row insert transactions straight into SQLite, with the
 //! component's pragmas (WAL, synchronous=NORMAL, busy_timeout) and schema (triggers included),
-//! one connection per thread. Runs the component's own `insert_message`, which is exactly
-//! BEGIN IMMEDIATE; INSERT ... RETURNING; COMMIT when there are no metric increments.
+//! one connection per thread. Runs the component's own `insert_message`: one autocommit
+//! `INSERT ... RETURNING` whose trigger updates the aggregates.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,7 +46,7 @@ pub fn insert(
                         break;
                     };
                     let t = Instant::now();
-                    let result = storage::insert_message(&db, msg, |_| Vec::new());
+                    let result = storage::insert_message(&db, msg);
                     out.latencies.push(t.elapsed());
                     out.requests += 1;
                     let status = match result {

@@ -93,8 +93,9 @@ pub fn build_cache(repo: &Path, shape: Shape) -> Result<Seeded> {
 }
 
 /// Stores messages `0..shape.messages` exactly as `POST /webhook` would: the body goes
-/// through `payload::parse` and `storage::insert_message`; only the per-row transaction is
-/// replaced by one per [`ROWS_PER_TRANSACTION`] rows (see `NativeDb::in_outer_transaction`).
+/// through `payload::parse` and `storage::insert_message` (its trigger fills the aggregates
+/// and counts each row as `created`, as for a request); only the autocommit per row is
+/// replaced by one transaction per [`ROWS_PER_TRANSACTION`] rows.
 fn seed(path: &Path, shape: Shape) -> Result<()> {
     let db = NativeDb::open(path)?;
     storage::prepare(&db).map_err(|e| anyhow::anyhow!("prepare: {e}"))?;
@@ -104,18 +105,15 @@ fn seed(path: &Path, shape: Shape) -> Result<()> {
     while i < shape.messages {
         let end = (i + ROWS_PER_TRANSACTION).min(shape.messages);
         db.conn().execute_batch("BEGIN IMMEDIATE")?;
-        db.in_outer_transaction.set(true);
         for n in i..end {
             let message = webhook_inbox::payload::parse(&shape.message(n).body())
                 .map_err(|e| anyhow::anyhow!("generated message {n} is invalid: {e:?}"))?;
-            // No metric increments: seeded rows were not requests.
-            match storage::insert_message(&db, &message, |_| Vec::new()) {
+            match storage::insert_message(&db, &message) {
                 Ok(Inserted::Created) => {}
                 Ok(Inserted::Duplicate) => bail!("generated message {n} is a duplicate"),
                 Err(e) => bail!("insert {n}: {e}"),
             }
         }
-        db.in_outer_transaction.set(false);
         db.conn().execute_batch("COMMIT")?;
         i = end;
     }

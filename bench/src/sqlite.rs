@@ -9,9 +9,6 @@ use webhook_inbox::storage::{Database, Rows, SqlValue, StorageError};
 
 pub struct NativeDb {
     conn: rusqlite::Connection,
-    /// While set, `BEGIN IMMEDIATE`/`COMMIT`/`ROLLBACK` from the component's code are
-    /// skipped: the caller holds one big transaction around many `insert_message` calls.
-    pub in_outer_transaction: Cell<bool>,
     /// While set, every statement is prefixed with `EXPLAIN QUERY PLAN` and its plan kept.
     pub explain: Cell<bool>,
     pub plans: RefCell<Vec<(String, Vec<String>)>>,
@@ -22,7 +19,6 @@ impl NativeDb {
     pub fn open(path: &Path) -> rusqlite::Result<NativeDb> {
         Ok(NativeDb {
             conn: rusqlite::Connection::open(path)?,
-            in_outer_transaction: Cell::new(false),
             explain: Cell::new(false),
             plans: RefCell::new(Vec::new()),
         })
@@ -74,11 +70,6 @@ fn value(p: &SqlValue) -> Value {
 impl Database for NativeDb {
     fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<Rows, StorageError> {
         let err = |e: rusqlite::Error| StorageError(e.to_string());
-        if self.in_outer_transaction.get()
-            && matches!(sql.trim(), "BEGIN IMMEDIATE" | "COMMIT" | "ROLLBACK")
-        {
-            return Ok(Vec::new());
-        }
         if self.explain.get() {
             return self.explain_rows(sql, params).map_err(err);
         }

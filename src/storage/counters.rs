@@ -57,12 +57,12 @@ mod tests {
         prepare(&db).unwrap();
         record(
             &db,
-            &increments("/webhook", 200, 1.5, Some(WebhookResult::Created)),
+            &increments("/webhook", 200, 1.5, Some(WebhookResult::Duplicate)),
         )
         .unwrap();
         record(
             &db,
-            &increments("/webhook", 200, 2.0, Some(WebhookResult::Created)),
+            &increments("/webhook", 200, 2.0, Some(WebhookResult::Duplicate)),
         )
         .unwrap();
         let rows = read_counters(&db).unwrap();
@@ -76,7 +76,7 @@ mod tests {
             Some(2.0)
         );
         assert_eq!(
-            get("webhook_requests_total", "result=\"created\""),
+            get("webhook_requests_total", "result=\"duplicate\""),
             Some(2.0)
         );
         assert_eq!(get("request_latency_ms_sum", ""), Some(3.5));

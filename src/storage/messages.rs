@@ -1,7 +1,6 @@
 //! Messages: the idempotent insert, filtered listing, and the stats read.
 
-use super::{counters, first_value, Database, Rows, SqlValue, StorageError};
-use crate::metrics::Increment;
+use super::{first_value, Database, Rows, SqlValue, StorageError};
 use crate::payload::NewMessage;
 use crate::query::{Cursor, MessageQuery};
 
@@ -12,44 +11,29 @@ pub enum Inserted {
     Duplicate,
 }
 
-/// Stores `msg` unless its `message_id` exists (first write wins), and adds the request's
-/// metric increments in the same transaction, so `created` never disagrees with the rows.
-/// The trigger in `migrations.sql` updates the aggregates inside this transaction too.
-pub fn insert_message(
-    db: &dyn Database,
-    msg: &NewMessage,
-    increments_for: impl FnOnce(Inserted) -> Vec<Increment>,
-) -> Result<Inserted, StorageError> {
-    // IMMEDIATE takes the write lock up front: no deadlock-prone read-to-write upgrade, and
-    // the busy timeout covers the whole wait.
-    db.execute("BEGIN IMMEDIATE", &[])?;
-    let result = (|| {
-        let returned = db.execute(
-            "INSERT INTO messages (message_id, sender, recipient, ts, ts_key, body_text, text_folded) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING RETURNING seq",
-            &[
-                SqlValue::text(msg.message_id.as_str()),
-                SqlValue::text(msg.from.as_str()),
-                SqlValue::text(msg.to.as_str()),
-                SqlValue::text(msg.ts.as_str()),
-                SqlValue::text(msg.ts_key.as_str()),
-                msg.text.clone().map_or(SqlValue::Null, SqlValue::Text),
-                msg.folded_text().map_or(SqlValue::Null, SqlValue::Text),
-            ],
-        )?;
-        let inserted = if returned.is_empty() {
-            Inserted::Duplicate
-        } else {
-            Inserted::Created
-        };
-        counters::record(db, &increments_for(inserted))?;
-        db.execute("COMMIT", &[])?;
-        Ok(inserted)
-    })();
-    if result.is_err() {
-        let _ = db.execute("ROLLBACK", &[]);
-    }
-    result
+/// Stores `msg` unless its `message_id` exists (first write wins). One autocommit
+/// statement: the trigger in `migrations.sql` updates the aggregates and the `created`
+/// counter inside it, so the write lock is held only while SQLite runs it, never across a
+/// round trip between the component and its host.
+pub fn insert_message(db: &dyn Database, msg: &NewMessage) -> Result<Inserted, StorageError> {
+    let returned = db.execute(
+        "INSERT INTO messages (message_id, sender, recipient, ts, ts_key, body_text, text_folded) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING RETURNING seq",
+        &[
+            SqlValue::text(msg.message_id.as_str()),
+            SqlValue::text(msg.from.as_str()),
+            SqlValue::text(msg.to.as_str()),
+            SqlValue::text(msg.ts.as_str()),
+            SqlValue::text(msg.ts_key.as_str()),
+            msg.text.clone().map_or(SqlValue::Null, SqlValue::Text),
+            msg.folded_text().map_or(SqlValue::Null, SqlValue::Text),
+        ],
+    )?;
+    Ok(if returned.is_empty() {
+        Inserted::Duplicate
+    } else {
+        Inserted::Created
+    })
 }
 
 /// A message as stored and returned.
@@ -104,72 +88,115 @@ pub fn page_sql(query: &MessageQuery) -> (String, Vec<SqlValue>) {
         conditions.push("instr(text_folded, ?) > 0");
         filter_params.push(SqlValue::text(q.as_str()));
     }
+    let source = source(query);
+    let (total_sql, mut params) = total_sql(query, &conditions, &filter_params, source);
 
-    // Totals the trigger maintains answer the common cases without counting rows.
-    let only = |field: bool| field && conditions.len() == 1;
-    let (total_sql, mut params) = if conditions.is_empty() {
-        (
-            "(SELECT messages FROM inbox_totals WHERE id = 1)".to_owned(),
-            Vec::new(),
-        )
-    } else if only(query.from.is_some()) {
-        (
-            "coalesce((SELECT messages FROM sender_counts WHERE sender = ?), 0)".to_owned(),
-            filter_params.clone(),
-        )
-    } else if only(query.to.is_some()) {
-        (
-            "coalesce((SELECT messages FROM recipient_counts WHERE recipient = ?), 0)".to_owned(),
-            filter_params.clone(),
-        )
-    } else {
-        (
-            format!(
-                "(SELECT count(*) FROM messages WHERE {})",
-                conditions.join(" AND ")
-            ),
-            filter_params.clone(),
-        )
-    };
-
-    let mut page_conditions = conditions.clone();
+    let mut page_conditions = conditions;
     params.extend(filter_params);
     if let Some(cursor) = &query.cursor {
         page_conditions.push("(ts_key, message_id) > (?, ?)");
         params.push(SqlValue::text(cursor.ts_key.as_str()));
         params.push(SqlValue::text(cursor.message_id.as_str()));
     }
-    let where_clause = if page_conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", page_conditions.join(" AND "))
-    };
     params.push(SqlValue::Integer(i64::from(query.limit)));
     params.push(SqlValue::Integer(
         i64::try_from(query.offset).unwrap_or(i64::MAX),
     ));
 
-    // A text search with nothing to narrow it must look at every row. Walking the
-    // (ts_key, message_id) index for it would fetch each row out of order (seconds at 1M
-    // rows when few match); one sequential pass over the table and a small sort is bounded.
-    let only_text_search = query.q_folded.is_some()
-        && query.from.is_none()
-        && query.to.is_none()
-        && query.since_key.is_none()
-        && query.cursor.is_none();
-    let source = if only_text_search {
-        "messages NOT INDEXED"
-    } else {
-        "messages"
-    };
+    // The page's row ids come first, from the index alone where the filters allow (an
+    // offset skips index entries, not rows); then only the rows returned are read.
     let sql = format!(
         "SELECT t.total, p.message_id, p.sender, p.recipient, p.ts, p.body_text, p.ts_key \
          FROM (SELECT {total_sql} AS total) AS t \
-         LEFT JOIN (SELECT message_id, sender, recipient, ts, body_text, ts_key FROM {source} \
-                    {where_clause} ORDER BY ts_key, message_id LIMIT ? OFFSET ?) AS p \
-         ORDER BY p.ts_key, p.message_id"
+         LEFT JOIN (SELECT message_id, sender, recipient, ts, body_text, ts_key FROM messages \
+                    WHERE seq IN (SELECT seq FROM {source} {where_clause} \
+                                  ORDER BY ts_key, message_id LIMIT ? OFFSET ?)) AS p \
+         ORDER BY p.ts_key, p.message_id",
+        where_clause = where_clause(&page_conditions),
     );
     (sql, params)
+}
+
+/// Which index serves a query. Fixed rather than left to the planner, which has no
+/// statistics and, given both `from` and `to`, may pick the less selective index (at 1M
+/// rows: 1.5 ms instead of 0.03 ms). A sender has fewer messages than a recipient in a
+/// typical inbox (many customers, few business numbers), so `from` leads.
+fn source(query: &MessageQuery) -> &'static str {
+    if query.from.is_some() {
+        "messages INDEXED BY messages_by_sender"
+    } else if query.to.is_some() {
+        "messages INDEXED BY messages_by_recipient"
+    } else if query.since_key.is_none() && query.cursor.is_none() && query.q_folded.is_some() {
+        // A text search with nothing to narrow it must look at every row. Walking the
+        // (ts_key, message_id) index for it would fetch each row out of order (seconds at
+        // 1M rows when few match); one sequential pass and a small sort is bounded.
+        "messages NOT INDEXED"
+    } else {
+        "messages"
+    }
+}
+
+/// The `total` expression and its parameters. The counts the trigger maintains answer
+/// the common cases without counting rows.
+fn total_sql(
+    query: &MessageQuery,
+    conditions: &[&str],
+    filter_params: &[SqlValue],
+    source: &str,
+) -> (String, Vec<SqlValue>) {
+    let only = |field: bool| field && conditions.len() == 1;
+    if conditions.is_empty() {
+        return (
+            "(SELECT messages FROM inbox_totals WHERE id = 1)".to_owned(),
+            Vec::new(),
+        );
+    }
+    if only(query.from.is_some()) {
+        return (
+            "coalesce((SELECT messages FROM sender_counts WHERE sender = ?), 0)".to_owned(),
+            filter_params.to_vec(),
+        );
+    }
+    if only(query.to.is_some()) {
+        return (
+            "coalesce((SELECT messages FROM recipient_counts WHERE recipient = ?), 0)".to_owned(),
+            filter_params.to_vec(),
+        );
+    }
+    if let Some(since) = query.since_key.as_deref().filter(|_| conditions.len() == 1) {
+        if let Some(hour) = since.get(..HOUR_KEY_LEN) {
+            // Whole hours after since's own hour, plus the rows of that hour from since on.
+            // Every key of the hour starts with `hour` and then ':', which sorts below ';'.
+            return (
+                "(coalesce((SELECT sum(messages) FROM hour_counts WHERE hour > ?), 0) \
+                 + (SELECT count(*) FROM messages WHERE ts_key >= ? AND ts_key < ?))"
+                    .to_owned(),
+                vec![
+                    SqlValue::text(hour),
+                    SqlValue::text(since),
+                    SqlValue::text(format!("{hour};")),
+                ],
+            );
+        }
+    }
+    (
+        format!(
+            "(SELECT count(*) FROM {source} {})",
+            where_clause(conditions)
+        ),
+        filter_params.to_vec(),
+    )
+}
+
+/// Length of the hour prefix of an instant key, "2025-01-15T10"; `hour_counts` is keyed by it.
+const HOUR_KEY_LEN: usize = 13;
+
+fn where_clause(conditions: &[&str]) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    }
 }
 
 pub fn list_messages(db: &dyn Database, query: &MessageQuery) -> Result<MessagePage, StorageError> {
@@ -244,7 +271,7 @@ mod tests {
     }
 
     fn store(db: &TestDb, m: &NewMessage) -> Inserted {
-        insert_message(db, m, |_| Vec::new()).unwrap()
+        insert_message(db, m).unwrap()
     }
 
     fn ids(db: &TestDb, raw_query: &str) -> (Vec<String>, i64) {
@@ -278,24 +305,20 @@ mod tests {
     }
 
     #[test]
-    fn insert_commits_counters_with_the_row() {
+    fn the_storing_statement_counts_created_once_per_row() {
         let db = fresh();
         let m = msg("m1", "+1", "+2", "2025-01-15T10:00:00Z", None);
-        let outcome = insert_message(&db, &m, |inserted| {
-            assert_eq!(inserted, Inserted::Created);
-            crate::metrics::increments(
-                "/webhook",
-                200,
-                1.0,
-                Some(crate::metrics::WebhookResult::Created),
-            )
-        })
-        .unwrap();
-        assert_eq!(outcome, Inserted::Created);
-        assert!(read_counters(&db)
+        assert_eq!(insert_message(&db, &m).unwrap(), Inserted::Created);
+        assert_eq!(insert_message(&db, &m).unwrap(), Inserted::Duplicate);
+        let created = crate::metrics::WebhookResult::Created.labels();
+        let counted: Vec<f64> = read_counters(&db)
             .unwrap()
-            .iter()
-            .any(|r| r.labels == "result=\"created\"" && r.value == 1.0));
+            .into_iter()
+            .filter(|r| r.name == crate::metrics::WEBHOOK_REQUESTS && r.labels == created)
+            .map(|r| r.value)
+            .collect();
+        assert_eq!(counted, [1.0], "the trigger's labels must match metrics.rs");
+        assert!(db.conn().is_autocommit(), "no transaction left open");
     }
 
     #[test]
@@ -305,13 +328,12 @@ mod tests {
         db.conn()
             .execute_batch("DROP TABLE metric_counters")
             .unwrap();
-        let increments = |_| crate::metrics::increments("/webhook", 200, 1.0, None);
-        assert!(insert_message(&db, &m, increments).is_err());
+        assert!(insert_message(&db, &m).is_err());
         let count: i64 = db
             .conn()
             .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(count, 0, "the message must roll back with its counters");
+        assert_eq!(count, 0, "the message must roll back with its aggregates");
         assert_eq!(stats(&db).unwrap().total_messages, 0);
         assert!(db.conn().is_autocommit(), "no transaction left open");
     }
@@ -373,6 +395,45 @@ mod tests {
         );
         assert_eq!(ids(&db, "offset=50"), (vec![], 5));
         assert_eq!(ids(&db, "from=%2B999"), (vec![], 0));
+    }
+
+    #[test]
+    fn since_totals_match_a_count_at_every_boundary() {
+        let db = fresh();
+        let stamps = [
+            "2024-12-31T23:59:59.999Z",
+            "2025-01-15T09:00:00Z",
+            "2025-01-15T09:59:59.5Z",
+            "2025-01-15T10:00:00Z",
+            "2025-01-15T10:00:00.000Z",
+            "2025-01-15T10:30:00Z",
+            "2025-01-15T11:00:00Z",
+            "2025-01-16T10:00:00Z",
+        ];
+        for (i, ts) in stamps.iter().enumerate() {
+            store(&db, &msg(&format!("m{i}"), "+1", "+2", ts, Some("x")));
+        }
+        let probes = stamps.iter().copied().chain([
+            "2000-01-01T00:00:00Z",
+            "2025-01-15T10:00:00.0001Z",
+            "2025-01-15T10:59:59.999999Z",
+            "2099-01-01T00:00:00Z",
+        ]);
+        for since in probes {
+            let key = crate::timestamp::instant_key(since).unwrap();
+            let expected: i64 = db
+                .conn()
+                .query_row(
+                    "SELECT count(*) FROM messages WHERE ts_key >= ?",
+                    [&key],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let (_, total) = ids(&db, &format!("since={since}"));
+            assert_eq!(total, expected, "since={since}");
+            // The general count (another filter beside since) agrees.
+            assert_eq!(ids(&db, &format!("since={since}&q=x")).1, expected);
+        }
     }
 
     #[test]

@@ -75,13 +75,25 @@ pub trait Database {
 /// Writes hold it for well under a millisecond, so this only matters under extreme bursts.
 pub const BUSY_TIMEOUT_MS: u32 = 5000;
 
-/// Readies a fresh connection: per-connection pragmas, then the schema (see
-/// [`schema::ensure`]). Costs three small statements when the schema is current.
-pub fn prepare(db: &dyn Database) -> Result<(), StorageError> {
+/// Sets the per-connection pragmas a write needs. Spin gives every request a new connection
+/// and sets none itself beyond its 5 s busy timeout.
+pub fn configure(db: &dyn Database) -> Result<(), StorageError> {
     db.execute(&format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"), &[])?;
     // WAL + NORMAL: a commit survives a crash of the process; only power loss can take the
     // last few commits (FULL would fsync every commit, at a large cost). See README.
     db.execute("PRAGMA synchronous = NORMAL", &[])?;
+    Ok(())
+}
+
+/// Readies a fresh connection for writing: [`configure`], then [`ensure_schema`]. Costs
+/// three small statements when the schema is current.
+pub fn prepare(db: &dyn Database) -> Result<(), StorageError> {
+    configure(db)?;
+    ensure_schema(db)
+}
+
+/// Creates or upgrades the schema unless it is current (one cheap read when it is).
+pub fn ensure_schema(db: &dyn Database) -> Result<(), StorageError> {
     schema::ensure(db)
 }
 

@@ -8,7 +8,7 @@
 use super::{first_value, Database, StorageError};
 
 /// The schema this build expects; `migrations.sql` ends by setting `user_version` to it.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATIONS: &str = include_str!("../../migrations.sql");
 
@@ -127,6 +127,63 @@ mod tests {
         ensure(&db).unwrap();
         ensure(&db).unwrap();
         assert_eq!(user_version(&db).unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn upgrading_a_version_1_database_backfills_the_hour_counts() {
+        let db = TestDb::new();
+        ensure(&db).unwrap();
+        for (i, ts) in [
+            "2025-01-15T10:00:00Z",
+            "2025-01-15T10:59:00Z",
+            "2025-01-15T11:00:00Z",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let m = crate::payload::parse(
+                format!(r#"{{"message_id":"m{i}","from":"+1","to":"+2","ts":"{ts}"}}"#).as_bytes(),
+            )
+            .unwrap();
+            crate::storage::insert_message(&db, &m).unwrap();
+        }
+        // What version 1 lacked: the hour counts and the trigger that keeps them.
+        db.conn()
+            .execute_batch("DROP TABLE hour_counts; PRAGMA user_version = 1;")
+            .unwrap();
+        ensure(&db).unwrap();
+        let hours: Vec<(String, i64)> = db
+            .conn()
+            .prepare("SELECT hour, messages FROM hour_counts ORDER BY hour")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            hours,
+            [
+                ("2025-01-15T10".to_owned(), 2),
+                ("2025-01-15T11".to_owned(), 1)
+            ]
+        );
+        assert_eq!(user_version(&db).unwrap(), SCHEMA_VERSION);
+        // Running the schema again neither doubles the counts nor loses the trigger.
+        db.conn().execute_batch(MIGRATIONS).unwrap();
+        let m = crate::payload::parse(
+            br#"{"message_id":"m9","from":"+1","to":"+2","ts":"2025-01-15T11:30:00Z"}"#,
+        )
+        .unwrap();
+        crate::storage::insert_message(&db, &m).unwrap();
+        let eleven: i64 = db
+            .conn()
+            .query_row(
+                "SELECT messages FROM hour_counts WHERE hour = '2025-01-15T11'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(eleven, 2);
     }
 
     #[test]

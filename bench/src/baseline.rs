@@ -1,6 +1,7 @@
 //! The storage limit: single-row insert transactions straight into SQLite, with the
 //! component's pragmas (WAL, synchronous=NORMAL, busy_timeout) and schema (triggers included),
-//! one connection per thread. Runs the component's own `insert_message`: one autocommit
+//! either on one long-lived connection per thread, or on a new connection per transaction,
+//! which is what Spin gives a component (each request opens its own). Runs the component's own `insert_message`: one autocommit
 //! `INSERT ... RETURNING` whose trigger updates the aggregates.
 
 use std::path::Path;
@@ -10,10 +11,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use webhook_inbox::payload::NewMessage;
-use webhook_inbox::storage::{self, Inserted};
+use webhook_inbox::storage::{self, Inserted, StorageError};
 
 use crate::load::Measured;
 use crate::sqlite::NativeDb;
+
+/// How the baseline holds its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Connections {
+    /// Opened and prepared once per thread, before the clock starts.
+    PerThread,
+    /// Opened, configured (the component's pragmas) and closed around every transaction.
+    PerTransaction,
+}
 
 /// Inserts `messages` (parsed before timing starts) from `threads` threads until all are in
 /// or `max_time` has passed. Failed transactions (e.g. "database is locked") count as errors
@@ -21,12 +31,13 @@ use crate::sqlite::NativeDb;
 pub fn insert(
     db_path: &Path,
     threads: usize,
+    connections: Connections,
     messages: Arc<Vec<NewMessage>>,
     max_time: Duration,
 ) -> Result<Measured> {
     let next = Arc::new(AtomicUsize::new(0));
     // Open and prepare every connection before the clock starts.
-    let connections = (0..threads)
+    let per_thread = (0..threads)
         .map(|_| {
             let db = NativeDb::open(db_path)?;
             storage::prepare(&db).map_err(|e| anyhow::anyhow!("prepare: {e}"))?;
@@ -35,10 +46,11 @@ pub fn insert(
         .collect::<Result<Vec<_>>>()?;
     let started = Instant::now();
     let deadline = started + max_time;
-    let handles: Vec<_> = connections
+    let handles: Vec<_> = per_thread
         .into_iter()
         .map(|db| {
             let (next, messages) = (next.clone(), messages.clone());
+            let db_path = db_path.to_owned();
             std::thread::spawn(move || {
                 let mut out = Measured::default();
                 while Instant::now() < deadline {
@@ -46,7 +58,10 @@ pub fn insert(
                         break;
                     };
                     let t = Instant::now();
-                    let result = storage::insert_message(&db, msg);
+                    let result = match connections {
+                        Connections::PerThread => storage::insert_message(&db, msg),
+                        Connections::PerTransaction => insert_on_new_connection(&db_path, msg),
+                    };
                     out.latencies.push(t.elapsed());
                     out.requests += 1;
                     let status = match result {
@@ -76,4 +91,11 @@ pub fn insert(
     total.elapsed = started.elapsed();
     total.latencies.sort_unstable();
     Ok(total)
+}
+
+/// What a component request does for its insert: open, set the pragmas, insert, close.
+fn insert_on_new_connection(path: &Path, msg: &NewMessage) -> Result<Inserted, StorageError> {
+    let db = NativeDb::open(path).map_err(|e| StorageError(e.to_string()))?;
+    storage::configure(&db)?;
+    storage::insert_message(&db, msg)
 }

@@ -22,6 +22,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use spin_test_host::{Host, HostOptions};
 
+use baseline::Connections;
 use data::Shape;
 use load::{LoadGen, Plan};
 use report::{Row, Target};
@@ -51,6 +52,14 @@ pub struct Options {
     pub hold_db_open: bool,
     #[serde(skip)]
     pub seed_only: bool,
+    /// Only scenarios whose name contains one of these (all when empty).
+    pub only: Vec<String>,
+}
+
+impl Options {
+    fn wants(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| scenario.contains(o.as_str()))
+    }
 }
 
 const USAGE: &str = "usage: webhook-inbox-bench [--quick] [--json FILE] [--explain]
@@ -67,6 +76,7 @@ const USAGE: &str = "usage: webhook-inbox-bench [--quick] [--json FILE] [--expla
   --write-requests N requests per ingest scenario (default 20000; quick 400)
   --seconds S        time cap per scenario (default 10; quick 2)
   --read-concurrency N  connections for read scenarios (default 1)
+  --only A,B         only the scenarios whose name contains A or B (e.g. storage,/stats,ingest)
   --hold-db-open     diagnostic: keep an idle SQLite connection to the served database open,
                      so no request's connection is the last one (no checkpoint on close)";
 
@@ -86,6 +96,7 @@ fn parse_args() -> Result<Options> {
         read_concurrency: 1,
         hold_db_open: false,
         seed_only: false,
+        only: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -103,6 +114,7 @@ fn parse_args() -> Result<Options> {
             "--write-requests" => o.write_requests = value()?.parse()?,
             "--seconds" => o.seconds = value()?.parse()?,
             "--read-concurrency" => o.read_concurrency = value()?.parse()?,
+            "--only" => o.only = value()?.split(',').map(str::to_owned).collect(),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -224,12 +236,24 @@ fn run() -> Result<bool> {
     let storage_db = work.path().join("storage-baseline.db");
     std::fs::copy(&seeded.path, &storage_db)?;
     let mut storage_rate = HashMap::new();
-    for threads in [1, 16] {
-        eprintln!("storage baseline, {threads} thread(s) ...");
+    for (threads, connections) in [
+        (1, Connections::PerThread),
+        (16, Connections::PerThread),
+        (1, Connections::PerTransaction),
+        (16, Connections::PerTransaction),
+    ] {
+        let name = match connections {
+            Connections::PerThread => "insert, 1 row per transaction",
+            Connections::PerTransaction => "insert, new connection per transaction (as in Spin)",
+        };
+        if !opts.wants("storage") {
+            break;
+        }
+        eprintln!("storage baseline: {name}, {threads} thread(s) ...");
         let messages = Arc::new(fresh.parsed(opts.write_requests));
-        let m = baseline::insert(&storage_db, threads, messages, cap)?;
-        storage_rate.insert(threads, m.rate());
-        let mut row = Row::new(STORAGE_GROUP, "insert, 1 row per transaction", threads, &m);
+        let m = baseline::insert(&storage_db, threads, connections, messages, cap)?;
+        storage_rate.insert((threads, connections), m.rate());
+        let mut row = Row::new(STORAGE_GROUP, name, threads, &m);
         // A failed transaction here is SQLite's own "database is locked" (the busy handler
         // gave up), not an answer of the component: shown, but not a benchmark failure.
         row.db_locked = Some(m.statuses.get(&503).copied().unwrap_or(0));
@@ -237,7 +261,8 @@ fn run() -> Result<bool> {
     }
     std::fs::remove_file(&storage_db)?;
 
-    let reads = scenarios::reads(shape, &opts);
+    let mut reads = scenarios::reads(shape, &opts);
+    reads.retain(|r| opts.wants(&r.name));
     // The SQL of every read scenario, natively, before the host adds any load.
     let mut profiles = HashMap::new();
     for r in &reads {
@@ -291,8 +316,11 @@ fn run() -> Result<bool> {
     };
 
     // Baseline (a): the host's floor.
-    for plan in scenarios::floor(&opts, cap) {
-        rows.push(measure("host floor", &plan));
+    for plan in scenarios::floor(&opts, cap)
+        .iter()
+        .filter(|p| opts.wants(&p.name))
+    {
+        rows.push(measure("host floor", plan));
     }
     for plan in &reads {
         let mut row = measure("reads (seeded data set)", plan);
@@ -304,17 +332,24 @@ fn run() -> Result<bool> {
     let mut created = 0;
     for concurrency in [1, 16, 64, 256] {
         let plan = scenarios::ingest(&mut fresh, &opts, concurrency, cap);
+        if !opts.wants(&plan.name) {
+            continue;
+        }
         let mut row = measure("ingest (unique messages)", &plan);
         created += row.statuses.get(&200).copied().unwrap_or(0);
-        row.storage_ratio = storage_rate
-            .get(&concurrency)
-            .map(|s| row.requests_per_s / s);
+        let ratio = |connections| {
+            storage_rate
+                .get(&(concurrency, connections))
+                .map(|s| row.requests_per_s / s)
+        };
+        row.storage_ratio = ratio(Connections::PerThread);
+        row.per_connection_ratio = ratio(Connections::PerTransaction);
         rows.push(row);
     }
-    rows.push(measure(
-        "duplicates (already stored)",
-        &scenarios::duplicates(shape, &opts, 16, cap),
-    ));
+    let duplicates = scenarios::duplicates(shape, &opts, 16, cap);
+    if opts.wants(&duplicates.name) {
+        rows.push(measure("duplicates (already stored)", &duplicates));
+    }
 
     // Every 200 from ingest is one new row; duplicates added none.
     let (status, body) = load.fetch(load::Req::get("/stats"))?;
@@ -394,6 +429,14 @@ fn run() -> Result<bool> {
             "{:.1} MiB",
             k as f64 / 1024.0
         )),
+    );
+    println!(
+        "host instance allocator: {}",
+        if spin_test_host::pooling_allocator() {
+            "pooling (as Spin's default)"
+        } else {
+            "on-demand (pooling unavailable on this machine)"
+        }
     );
     if opts.hold_db_open {
         println!("diagnostic --hold-db-open: an idle connection kept the database open");

@@ -26,6 +26,8 @@ pub struct Row {
     pub db_locked: Option<usize>,
     /// Requests/s over the raw-SQLite insert rate at the same concurrency.
     pub storage_ratio: Option<f64>,
+    /// Requests/s over the raw-SQLite rate with a new connection per transaction (as in Spin).
+    pub per_connection_ratio: Option<f64>,
     /// Median time of the same SQL run natively (no host, no instance).
     pub sql_p50_ms: Option<f64>,
     pub first_error: Option<String>,
@@ -51,6 +53,7 @@ impl Row {
             transport_errors: m.transport_errors,
             db_locked: None,
             storage_ratio: None,
+            per_connection_ratio: None,
             sql_p50_ms: None,
             first_error: m.first_error.clone(),
         }
@@ -60,6 +63,9 @@ impl Row {
         let mut notes = Vec::new();
         if let Some(r) = self.storage_ratio {
             notes.push(format!("{:.0}% of storage limit", r * 100.0));
+        }
+        if let Some(r) = self.per_connection_ratio {
+            notes.push(format!("{:.0}% of its connection-per-txn limit", r * 100.0));
         }
         if let Some(sql) = self.sql_p50_ms {
             notes.push(format!("sql p50 {sql:.2} ms"));

@@ -220,6 +220,14 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
             measured: format!("{:.0}%", ratio * 100.0),
             met: ratio >= 0.5,
         });
+        if let Some(spin) = r.per_connection_ratio {
+            out.push(Target {
+                target: "ingest x16 vs the same inserts on a new connection each (Spin's way)"
+                    .into(),
+                measured: format!("{:.0}%", spin * 100.0),
+                met: spin >= 0.5,
+            });
+        }
     }
     if let Some(r) = find("POST /webhook (new)", 256) {
         let locked = r.db_locked.unwrap_or(0);

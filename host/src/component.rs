@@ -11,7 +11,7 @@ use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context, Result};
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::instance::{linker, InstanceState};
@@ -25,8 +25,50 @@ pub fn engine() -> &'static Engine {
         if let Some(cache) = disk_cache() {
             config.cache(Some(cache));
         }
-        Engine::new(&config).expect("wasmtime engine configuration is valid")
+        // Spin serves from wasmtime's pooling allocator where the address space allows it;
+        // so does this host, falling back to on-demand allocation as Spin does.
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool()));
+        Engine::new(&config).unwrap_or_else(|_| {
+            POOLING_UNAVAILABLE.store(true, std::sync::atomic::Ordering::Relaxed);
+            config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            Engine::new(&config).expect("wasmtime engine configuration is valid")
+        })
     })
+}
+
+static POOLING_UNAVAILABLE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Whether instances come from the pooling allocator (false once it could not be set up).
+pub fn pooling_allocator() -> bool {
+    engine();
+    !POOLING_UNAVAILABLE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Instance slots kept ready: instantiating takes a slot's memory, table and stack instead
+/// of mapping new ones, and ending an instance returns them without unmapping. Sized like
+/// Spin's default (about a thousand live instances; `SPIN_TEST_HOST_MAX_INSTANCES`).
+fn pool() -> PoolingAllocationConfig {
+    let slots: u32 = std::env::var("SPIN_TEST_HOST_MAX_INSTANCES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_memories(slots)
+        .total_tables(2 * slots)
+        .total_stacks(slots)
+        .total_core_instances(4 * slots)
+        // An adapted wasip1 component is a handful of core modules, each with one table and
+        // at most one memory; the adapter's state needs more than the 1 MiB default.
+        .max_tables_per_module(2)
+        .max_memories_per_module(2)
+        .max_component_instance_size(10 << 20)
+        .max_core_instance_size(10 << 20)
+        .max_memory_size(4 << 30)
+        .linear_memory_keep_resident(2 << 20)
+        .table_keep_resident(512 << 10);
+    pool
 }
 
 /// wasmtime's on-disk compilation cache, in `$SPIN_TEST_HOST_CACHE_DIR` or the temp dir.

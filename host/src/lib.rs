@@ -33,6 +33,7 @@ use anyhow::{Context, Result};
 use tokio::sync::watch;
 
 pub use cargo_build::build_component;
+pub use component::pooling_allocator;
 
 /// Host traits generated from the vendored Spin WIT (`host/wit`).
 pub(crate) mod bindings {

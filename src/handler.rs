@@ -162,8 +162,8 @@ impl Session<'_> {
     }
 
     /// Runs `op` without a schema check first: each check is a round trip to the host, and
-    /// the schema is almost always in place. If `op` fails (on a fresh database, say), the
-    /// schema is ensured and `op` runs once more. Writes get the pragmas first.
+    /// the schema is almost always in place. If `op` finds no table (a fresh database), the
+    /// schema is applied and `op` runs once more. Writes get the pragmas first.
     fn run<T>(
         &mut self,
         writes: bool,
@@ -174,11 +174,12 @@ impl Session<'_> {
         } else {
             self.connection()?
         };
-        let first = op(db);
-        if first.is_ok() || self.schema_checked {
-            return first;
+        match op(db) {
+            Err(err) if !self.schema_checked && storage::schema_missing(&err) => {
+                op(self.prepared()?)
+            }
+            result => result,
         }
-        op(self.prepared()?)
     }
 
     fn variable(&self, name: &str) -> Option<String> {
@@ -385,9 +386,7 @@ fn webhook(session: &mut Session, request: Request) -> Outcome {
         }
     };
 
-    let stored = session
-        .prepared()
-        .and_then(|db| storage::insert_message(db, &message));
+    let stored = session.run(true, |db| storage::insert_message(db, &message));
     let mut outcome = match stored {
         Ok(inserted) => Outcome::json(200, responses::status("ok")).webhook(match inserted {
             Inserted::Created => WebhookResult::Created,

@@ -1,6 +1,6 @@
 //! Messages: the idempotent insert, filtered listing, and the stats read.
 
-use super::{first_value, Database, Rows, SqlValue, StorageError};
+use super::{first_value, schema, Database, Rows, SqlValue, StorageError};
 use crate::payload::NewMessage;
 use crate::query::{Cursor, MessageQuery};
 
@@ -15,10 +15,35 @@ pub enum Inserted {
 /// statement: the trigger in `migrations.sql` updates the aggregates and the `created`
 /// counter inside it, so the write lock is held only while SQLite runs it, never across a
 /// round trip between the component and its host.
+///
+/// The statement also checks the schema version itself, which saves every request a round
+/// trip: it stores nothing on an older schema (whose trigger would miss an aggregate), and
+/// only then, when no row came back, is the version read to tell that from a duplicate.
 pub fn insert_message(db: &dyn Database, msg: &NewMessage) -> Result<Inserted, StorageError> {
+    if insert_if_schema_current(db, msg)? {
+        return Ok(Inserted::Created);
+    }
+    if schema::user_version(db)? >= schema::SCHEMA_VERSION {
+        return Ok(Inserted::Duplicate);
+    }
+    schema::ensure(db)?;
+    Ok(if insert_if_schema_current(db, msg)? {
+        Inserted::Created
+    } else {
+        Inserted::Duplicate
+    })
+}
+
+/// Whether a new row was stored.
+fn insert_if_schema_current(db: &dyn Database, msg: &NewMessage) -> Result<bool, StorageError> {
     let returned = db.execute(
-        "INSERT INTO messages (message_id, sender, recipient, ts, ts_key, body_text, text_folded) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING RETURNING seq",
+        &format!(
+            "INSERT INTO messages (message_id, sender, recipient, ts, ts_key, body_text, text_folded) \
+             SELECT ?, ?, ?, ?, ?, ?, ? \
+             WHERE (SELECT user_version FROM pragma_user_version) >= {} \
+             ON CONFLICT (message_id) DO NOTHING RETURNING seq",
+            schema::SCHEMA_VERSION
+        ),
         &[
             SqlValue::text(msg.message_id.as_str()),
             SqlValue::text(msg.from.as_str()),
@@ -29,11 +54,7 @@ pub fn insert_message(db: &dyn Database, msg: &NewMessage) -> Result<Inserted, S
             msg.folded_text().map_or(SqlValue::Null, SqlValue::Text),
         ],
     )?;
-    Ok(if returned.is_empty() {
-        Inserted::Duplicate
-    } else {
-        Inserted::Created
-    })
+    Ok(!returned.is_empty())
 }
 
 /// A message as stored and returned.
@@ -319,6 +340,25 @@ mod tests {
             .collect();
         assert_eq!(counted, [1.0], "the trigger's labels must match metrics.rs");
         assert!(db.conn().is_autocommit(), "no transaction left open");
+    }
+
+    #[test]
+    fn an_insert_on_an_older_schema_upgrades_it_first() {
+        let db = fresh();
+        // Version 1 had neither the hour counts nor this trigger's handling of them.
+        db.conn()
+            .execute_batch(
+                "DROP TRIGGER messages_aggregate; DROP TABLE hour_counts; PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        let m = msg("m1", "+1", "+2", "2025-01-15T10:00:00Z", None);
+        assert_eq!(insert_message(&db, &m).unwrap(), Inserted::Created);
+        assert_eq!(insert_message(&db, &m).unwrap(), Inserted::Duplicate);
+        assert_eq!(schema::user_version(&db).unwrap(), schema::SCHEMA_VERSION);
+        assert_eq!(
+            ids(&db, "since=2025-01-15T09:00:00Z"),
+            (vec!["m1".into()], 1)
+        );
     }
 
     #[test]

@@ -97,6 +97,11 @@ pub fn ensure_schema(db: &dyn Database) -> Result<(), StorageError> {
     schema::ensure(db)
 }
 
+/// Whether `err` says the schema (or part of it) is not there yet: a fresh database.
+pub fn schema_missing(err: &StorageError) -> bool {
+    err.0.contains("no such table")
+}
+
 /// Whether the schema is in place (for readiness): the stored version is ours or newer.
 pub fn schema_version(db: &dyn Database) -> Result<i64, StorageError> {
     schema::user_version(db)

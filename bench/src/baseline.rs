@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use webhook_inbox::payload::NewMessage;
+use webhook_inbox::storage::native::NativeDb;
 use webhook_inbox::storage::{self, Inserted, StorageError};
 
 use crate::load::Measured;
-use crate::sqlite::NativeDb;
 
 /// How the baseline holds its connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

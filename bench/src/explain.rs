@@ -6,9 +6,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
+use webhook_inbox::storage::native::NativeDb;
 use webhook_inbox::storage::{self, Database, StorageError};
 
-use crate::sqlite::NativeDb;
+use crate::sqlite::PlanRecorder;
 
 pub struct SqlProfile {
     /// Median over the runs, on one warm connection.
@@ -43,10 +44,9 @@ pub fn profile(
 ) -> Result<SqlProfile> {
     let db = NativeDb::open(db_path)?;
     storage::prepare(&db).map_err(|e| anyhow!("prepare: {e}"))?;
-    db.explain.set(true);
-    run(&db, &targets[0]).map_err(|e| anyhow!("{e}"))?;
-    db.explain.set(false);
-    let plans = db.plans.take();
+    let recorder = PlanRecorder::new(db.conn());
+    run(&recorder, &targets[0]).map_err(|e| anyhow!("{e}"))?;
+    let plans = recorder.plans.take();
     let mut times = Vec::new();
     let started = Instant::now();
     for _ in 0..runs {

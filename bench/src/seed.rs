@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
+use webhook_inbox::storage::native::NativeDb;
 use webhook_inbox::storage::{self, Inserted};
 
 use crate::data::{Shape, GENERATOR_VERSION};
-use crate::sqlite::NativeDb;
 
 /// Rows per transaction: large enough that commits cost nothing, small enough that the WAL
 /// (every page the transaction touched) stays around a hundred megabytes.

@@ -112,5 +112,7 @@ fn first_value(rows: &Rows) -> Option<&SqlValue> {
     rows.first().and_then(|row| row.first())
 }
 
+#[cfg(all(not(target_arch = "wasm32"), any(test, feature = "native-sqlite")))]
+pub mod native;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub(crate) mod testing;

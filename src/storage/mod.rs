@@ -71,12 +71,16 @@ pub trait Database {
     fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<Rows, StorageError>;
 }
 
-/// How long a connection waits for the write lock before failing with "database is locked".
-/// Writes hold it for well under a millisecond, so this only matters under extreme bursts.
-pub const BUSY_TIMEOUT_MS: u32 = 5000;
+/// How long a connection waits for the write lock before failing with "database is locked"
+/// (then the sender gets a 503 and retries). A write holds the lock for well under a
+/// millisecond, but SQLite's waiters poll with sleeps of up to 100 ms rather than queue, so
+/// under hundreds of concurrent senders an unlucky one can wait seconds: at 256 concurrent
+/// senders on 2 cores the longest wait measured 5.2 s, past Spin's default of 5 s. Ten
+/// seconds keeps the answer inside common sender timeouts (10-30 s).
+pub const BUSY_TIMEOUT_MS: u32 = 10_000;
 
 /// Sets the per-connection pragmas a write needs. Spin gives every request a new connection
-/// and sets none itself beyond its 5 s busy timeout.
+/// and sets none itself beyond a 5 s busy timeout.
 pub fn configure(db: &dyn Database) -> Result<(), StorageError> {
     db.execute(&format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"), &[])?;
     // WAL + NORMAL: a commit survives a crash of the process; only power loss can take the

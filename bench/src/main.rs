@@ -29,7 +29,7 @@ use report::{Row, Target};
 
 const SECRET: &str = "bench-secret";
 const STORAGE_GROUP: &str =
-    "storage limit (raw SQLite: BEGIN IMMEDIATE; INSERT; COMMIT; conc = threads)";
+    "storage limit (raw SQLite: the component's INSERT, autocommit; conc = threads)";
 
 /// Command-line settings; `--quick` changes the defaults, explicit flags win.
 #[derive(Debug, Clone, Serialize)]

@@ -196,8 +196,8 @@ pub struct Handled<'a> {
 
 /// Counting and logging a request, done after the response is sent. Every Spin request has
 /// its own SQLite connection, and closing the last open one checkpoints the WAL with two
-/// fsyncs; doing that (and the metrics write of a read request) after the answer keeps it
-/// off the client's latency, and overlapping requests skip the checkpoint altogether.
+/// fsyncs; doing that (and the request's metrics write) after the answer keeps it off the
+/// client's latency, and overlapping requests skip the checkpoint altogether.
 pub struct AfterResponse<'a> {
     session: Session<'a>,
     outcome: Outcome,
@@ -209,8 +209,8 @@ pub struct AfterResponse<'a> {
 }
 
 /// Handles one request. Never panics on input and never fails: every error becomes a
-/// deliberate answer. Anything that must be durable before the answer (a stored message and
-/// its counters) is committed before this returns.
+/// deliberate answer. Anything that must be durable before the answer (a stored message, its
+/// aggregates and its `created` count) is committed before this returns.
 pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
     let started = Instant::now();
     let request_id = request
@@ -266,7 +266,7 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
 }
 
 impl AfterResponse<'_> {
-    /// Records the request's metrics (unless they were committed with its message) and
+    /// Records the request's metrics (a stored message's `created` was counted with it) and
     /// writes its log line; then the connection closes.
     pub fn complete(self) {
         let AfterResponse {

@@ -22,5 +22,7 @@ mod persistence;
 mod routing;
 #[path = "e2e/stats.rs"]
 mod stats;
+#[path = "e2e/upgrade.rs"]
+mod upgrade;
 #[path = "e2e/webhook.rs"]
 mod webhook;

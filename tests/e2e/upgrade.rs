@@ -1,0 +1,95 @@
+//! A database left by version 1 of the component is upgraded in place by the running one,
+//! through the real host's error texts: no request fails and nothing is counted twice.
+
+use crate::support::{parse_prometheus, App};
+use serde_json::json;
+
+/// What version 1 had instead of the hour counts: the same trigger without them (and
+/// without counting `created`, which version 1 did in the request's own transaction).
+const VERSION_1: &str = "
+DROP TRIGGER messages_aggregate;
+DROP TABLE hour_counts;
+CREATE TRIGGER messages_aggregate AFTER INSERT ON messages
+BEGIN
+    INSERT INTO sender_counts (sender, messages) VALUES (NEW.sender, 1)
+        ON CONFLICT (sender) DO UPDATE SET messages = messages + 1;
+    INSERT INTO recipient_counts (recipient, messages) VALUES (NEW.recipient, 1)
+        ON CONFLICT (recipient) DO UPDATE SET messages = messages + 1;
+    UPDATE inbox_totals SET
+        messages  = messages + 1,
+        senders   = senders + (SELECT messages = 1 FROM sender_counts WHERE sender = NEW.sender),
+        first_ts  = CASE WHEN first_key IS NULL OR NEW.ts_key < first_key THEN NEW.ts ELSE first_ts END,
+        first_key = CASE WHEN first_key IS NULL OR NEW.ts_key < first_key THEN NEW.ts_key ELSE first_key END,
+        last_ts   = CASE WHEN last_key IS NULL OR NEW.ts_key > last_key THEN NEW.ts ELSE last_ts END,
+        last_key  = CASE WHEN last_key IS NULL OR NEW.ts_key > last_key THEN NEW.ts_key ELSE last_key END
+    WHERE id = 1;
+END;
+PRAGMA user_version = 1;
+";
+
+fn at(id: &str, ts: &str) -> serde_json::Value {
+    json!({"message_id": id, "from": "+919876543210", "to": "+14155550100", "ts": ts})
+}
+
+#[test]
+fn a_version_1_database_is_upgraded_by_the_first_request_that_needs_it() {
+    let app = App::start();
+    for (id, ts) in [
+        ("m1", "2025-01-15T10:00:00Z"),
+        ("m2", "2025-01-15T10:30:00Z"),
+        ("m3", "2025-01-15T11:00:00Z"),
+    ] {
+        assert_eq!(app.deliver(&at(id, ts)).status, 200);
+    }
+    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+    conn.execute_batch(VERSION_1).unwrap();
+
+    // The read finds no hour counts, upgrades, and answers from the filled table.
+    let page = app.get("/messages?since=2025-01-15T10:15:00Z");
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert_eq!(page.json()["total"], 2);
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+
+    // Writes after the upgrade keep every aggregate in step.
+    assert_eq!(app.deliver(&at("m4", "2025-01-15T11:30:00Z")).status, 200);
+    assert_eq!(app.deliver(&at("m1", "2025-01-15T10:00:00Z")).status, 200);
+    assert_eq!(app.total("since=2025-01-15T10:15:00Z"), 3);
+    assert_eq!(app.get("/stats").json()["total_messages"], 4);
+    let hours: i64 = conn
+        .query_row("SELECT sum(messages) FROM hour_counts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(hours, 4);
+    let m = parse_prometheus(&app.get("/metrics").text());
+    assert_eq!(m[r#"webhook_requests_total{result="created"}"#], 4.0);
+    assert_eq!(m[r#"webhook_requests_total{result="duplicate"}"#], 1.0);
+}
+
+#[test]
+fn a_write_upgrades_a_version_1_database_before_storing() {
+    let app = App::start();
+    assert_eq!(app.deliver(&at("m1", "2025-01-15T10:00:00Z")).status, 200);
+    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+    conn.execute_batch(VERSION_1).unwrap();
+
+    // The first request after the downgrade is a write: it must not store through the old
+    // trigger (which would leave the new message out of the hour counts).
+    assert_eq!(app.deliver(&at("m2", "2025-01-15T11:00:00Z")).status, 200);
+    let rows: Vec<(String, i64)> = conn
+        .prepare("SELECT hour, messages FROM hour_counts ORDER BY hour")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("2025-01-15T10".to_owned(), 1),
+            ("2025-01-15T11".to_owned(), 1)
+        ]
+    );
+    assert_eq!(app.total("since=2025-01-15T10:30:00Z"), 1);
+}

@@ -17,21 +17,32 @@ pub enum Inserted {
 /// round trip between the component and its host.
 ///
 /// The statement also checks the schema version itself, which saves every request a round
-/// trip: it stores nothing on an older schema (whose trigger would miss an aggregate), and
-/// only then, when no row came back, is the version read to tell that from a duplicate.
+/// trip: it stores nothing on an older schema (whose trigger would miss an aggregate). When
+/// no row came back, a duplicate is reported only if the row is there to see; otherwise the
+/// schema is brought up to date and the insert tried again. A 200 is never given for a
+/// message that was not stored, even while another instance upgrades the schema.
 pub fn insert_message(db: &dyn Database, msg: &NewMessage) -> Result<Inserted, StorageError> {
-    if insert_if_schema_current(db, msg)? {
-        return Ok(Inserted::Created);
+    for _ in 0..2 {
+        if insert_if_schema_current(db, msg)? {
+            return Ok(Inserted::Created);
+        }
+        if message_exists(db, &msg.message_id)? {
+            return Ok(Inserted::Duplicate);
+        }
+        schema::ensure(db)?;
     }
-    if schema::user_version(db)? >= schema::SCHEMA_VERSION {
-        return Ok(Inserted::Duplicate);
-    }
-    schema::ensure(db)?;
-    Ok(if insert_if_schema_current(db, msg)? {
-        Inserted::Created
-    } else {
-        Inserted::Duplicate
-    })
+    Err(StorageError(format!(
+        "message not stored: the schema is not at version {}",
+        schema::SCHEMA_VERSION
+    )))
+}
+
+fn message_exists(db: &dyn Database, message_id: &str) -> Result<bool, StorageError> {
+    let rows = db.execute(
+        "SELECT 1 FROM messages WHERE message_id = ?",
+        &[SqlValue::text(message_id)],
+    )?;
+    Ok(!rows.is_empty())
 }
 
 /// Whether a new row was stored.
@@ -360,6 +371,37 @@ mod tests {
             ids(&db, "since=2025-01-15T09:00:00Z"),
             (vec!["m1".into()], 1)
         );
+    }
+
+    /// Another instance upgrades the schema between this insert (refused by the version
+    /// guard) and its next statement: the message must still be stored, not called a
+    /// duplicate.
+    #[test]
+    fn an_upgrade_racing_the_insert_never_loses_the_message() {
+        struct UpgradedMidway<'a> {
+            db: &'a TestDb,
+            other: TestDb,
+            done: std::cell::Cell<bool>,
+        }
+        impl Database for UpgradedMidway<'_> {
+            fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<Rows, StorageError> {
+                let rows = self.db.execute(sql, params)?;
+                if sql.contains("pragma_user_version") && !self.done.replace(true) {
+                    schema::ensure(&self.other)?;
+                }
+                Ok(rows)
+            }
+        }
+        let db = fresh();
+        db.conn().execute_batch("PRAGMA user_version = 1").unwrap();
+        let racing = UpgradedMidway {
+            db: &db,
+            other: TestDb::open(std::path::Path::new(db.conn().path().unwrap())),
+            done: std::cell::Cell::new(false),
+        };
+        let m = msg("m1", "+1", "+2", "2025-01-15T10:00:00Z", None);
+        assert_eq!(insert_message(&racing, &m).unwrap(), Inserted::Created);
+        assert_eq!(ids(&db, "").0, ["m1"]);
     }
 
     #[test]

@@ -167,6 +167,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// One storage baseline: its report row and its insert rate.
+fn storage_baseline(
+    db: &Path,
+    threads: usize,
+    connections: Connections,
+    messages: Arc<Vec<webhook_inbox::payload::NewMessage>>,
+    cap: Duration,
+) -> Result<(Row, f64)> {
+    let name = match connections {
+        Connections::PerThread => "insert, 1 row per transaction",
+        Connections::PerTransaction => "insert, new connection per transaction (as in Spin)",
+    };
+    eprintln!("storage baseline: {name}, {threads} thread(s) ...");
+    let m = baseline::insert(db, threads, connections, messages, cap)?;
+    let mut row = Row::new(STORAGE_GROUP, name, threads, &m);
+    // A failed transaction here is SQLite's own "database is locked" (the busy handler gave
+    // up), not an answer of the component: shown, but not a benchmark failure.
+    row.db_locked = Some(m.statuses.get(&503).copied().unwrap_or(0));
+    Ok((row, m.rate()))
+}
+
 /// Everything; `Ok(false)` when a scenario had errors or a check failed.
 fn run() -> Result<bool> {
     let opts = parse_args()?;
@@ -233,33 +254,23 @@ fn run() -> Result<bool> {
     let mut rows = Vec::new();
 
     // Baseline (b): the storage limit, on its own copy of the same data set.
-    let storage_db = work.path().join("storage-baseline.db");
-    std::fs::copy(&seeded.path, &storage_db)?;
     let mut storage_rate = HashMap::new();
-    for (threads, connections) in [
-        (1, Connections::PerThread),
-        (16, Connections::PerThread),
-        (1, Connections::PerTransaction),
-        (16, Connections::PerTransaction),
-    ] {
-        let name = match connections {
-            Connections::PerThread => "insert, 1 row per transaction",
-            Connections::PerTransaction => "insert, new connection per transaction (as in Spin)",
-        };
-        if !opts.wants("storage") {
-            break;
+    if opts.wants("storage") {
+        let storage_db = work.path().join("storage-baseline.db");
+        std::fs::copy(&seeded.path, &storage_db)?;
+        for (threads, connections) in [
+            (1, Connections::PerThread),
+            (16, Connections::PerThread),
+            (1, Connections::PerTransaction),
+            (16, Connections::PerTransaction),
+        ] {
+            let messages = Arc::new(fresh.parsed(opts.write_requests));
+            let (row, rate) = storage_baseline(&storage_db, threads, connections, messages, cap)?;
+            storage_rate.insert((threads, connections), rate);
+            rows.push(row);
         }
-        eprintln!("storage baseline: {name}, {threads} thread(s) ...");
-        let messages = Arc::new(fresh.parsed(opts.write_requests));
-        let m = baseline::insert(&storage_db, threads, connections, messages, cap)?;
-        storage_rate.insert((threads, connections), m.rate());
-        let mut row = Row::new(STORAGE_GROUP, name, threads, &m);
-        // A failed transaction here is SQLite's own "database is locked" (the busy handler
-        // gave up), not an answer of the component: shown, but not a benchmark failure.
-        row.db_locked = Some(m.statuses.get(&503).copied().unwrap_or(0));
-        rows.push(row);
+        std::fs::remove_file(&storage_db)?;
     }
-    std::fs::remove_file(&storage_db)?;
 
     let mut reads = scenarios::reads(shape, &opts);
     reads.retain(|r| opts.wants(&r.name));

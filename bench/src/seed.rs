@@ -23,6 +23,16 @@ pub struct Seeded {
     pub seconds: f64,
 }
 
+impl Seeded {
+    fn reused(path: PathBuf) -> Seeded {
+        Seeded {
+            path,
+            reused: true,
+            seconds: 0.0,
+        }
+    }
+}
+
 /// Where the database for `shape` is cached; the name changes with the schema and generator.
 pub fn cache_path(repo: &Path, shape: Shape) -> PathBuf {
     let schema = Sha256::digest(storage::schema_statements().join("\n"));
@@ -43,11 +53,7 @@ pub fn cache_path(repo: &Path, shape: Shape) -> PathBuf {
 pub fn ensure(repo: &Path, shape: Shape) -> Result<Seeded> {
     let path = cache_path(repo, shape);
     if path.exists() {
-        return Ok(Seeded {
-            path,
-            reused: true,
-            seconds: 0.0,
-        });
+        return Ok(Seeded::reused(path));
     }
     let started = Instant::now();
     let status = std::process::Command::new(std::env::current_exe()?)
@@ -70,11 +76,7 @@ pub fn ensure(repo: &Path, shape: Shape) -> Result<Seeded> {
 pub fn build_cache(repo: &Path, shape: Shape) -> Result<Seeded> {
     let path = cache_path(repo, shape);
     if path.exists() {
-        return Ok(Seeded {
-            path,
-            reused: true,
-            seconds: 0.0,
-        });
+        return Ok(Seeded::reused(path));
     }
     std::fs::create_dir_all(path.parent().unwrap())?;
     // Built under another name and renamed at the end: an interrupted run leaves no cache.

@@ -3,9 +3,11 @@
 -- Idempotent: safe to run any number of times, e.g. `spin up --sqlite @migrations.sql` or a
 -- separate migration step. The component applies this same file itself on first use, one
 -- statement at a time, guarded by `PRAGMA user_version`, so running it is optional.
-
--- Readers never block the writer and vice versa; the setting persists in the file.
-PRAGMA journal_mode = WAL;
+--
+-- It runs unchanged on a local SQLite file and on a libSQL server, so it holds no setting
+-- that only a local file understands (libSQL refuses `PRAGMA journal_mode`, `synchronous`
+-- and `busy_timeout`). The component sets those itself on a local file, before each write
+-- (src/storage/session.rs).
 
 -- One row per message, exactly as sent, plus derived columns for ordering and search.
 CREATE TABLE IF NOT EXISTS messages (

@@ -10,7 +10,7 @@ use crate::query;
 use crate::responses;
 use crate::routes::{self, Endpoint, Route};
 use crate::signature;
-use crate::storage::{self, Database, Inserted, StorageError};
+use crate::storage::{Database, Inserted, Session, StorageError, SCHEMA_VERSION};
 use crate::timestamp;
 use std::time::{Instant, SystemTime};
 
@@ -114,71 +114,18 @@ impl Outcome {
     }
 }
 
-/// The request's database connection, opened on first use, at most once.
-struct Session<'a> {
+/// What one request works with: the runtime (for variables and the log) and its storage
+/// session (one connection, opened on first use).
+struct Context<'a> {
     runtime: &'a dyn Runtime,
-    db: Option<Result<Box<dyn Database>, StorageError>>,
-    /// The per-connection pragmas are set (needed before a write).
-    configured: bool,
-    /// The schema version was checked (and the schema applied if needed).
-    schema_checked: bool,
+    storage: Session<'a>,
 }
 
-impl Session<'_> {
-    fn new(runtime: &dyn Runtime) -> Session<'_> {
-        Session {
+impl<'a> Context<'a> {
+    fn new(runtime: &'a dyn Runtime) -> Context<'a> {
+        Context {
             runtime,
-            db: None,
-            configured: false,
-            schema_checked: false,
-        }
-    }
-
-    fn connection(&mut self) -> Result<&dyn Database, StorageError> {
-        let runtime = self.runtime;
-        match self.db.get_or_insert_with(|| runtime.open_database()) {
-            Ok(db) => Ok(&**db),
-            Err(err) => Err(err.clone()),
-        }
-    }
-
-    /// The connection with its pragmas set.
-    fn configured(&mut self) -> Result<&dyn Database, StorageError> {
-        if !self.configured {
-            storage::configure(self.connection()?)?;
-            self.configured = true;
-        }
-        self.connection()
-    }
-
-    /// The connection ready for a write that depends on the current schema (its trigger).
-    fn prepared(&mut self) -> Result<&dyn Database, StorageError> {
-        self.configured()?;
-        if !self.schema_checked {
-            storage::ensure_schema(self.connection()?)?;
-            self.schema_checked = true;
-        }
-        self.connection()
-    }
-
-    /// Runs `op` without a schema check first: each check is a round trip to the host, and
-    /// the schema is almost always in place. If `op` finds no table (a fresh database), the
-    /// schema is applied and `op` runs once more. Writes get the pragmas first.
-    fn run<T>(
-        &mut self,
-        writes: bool,
-        op: impl Fn(&dyn Database) -> Result<T, StorageError>,
-    ) -> Result<T, StorageError> {
-        let db = if writes {
-            self.configured()?
-        } else {
-            self.connection()?
-        };
-        match op(db) {
-            Err(err) if !self.schema_checked && storage::schema_missing(&err) => {
-                op(self.prepared()?)
-            }
-            result => result,
+            storage: Session::new(move || runtime.open_database()),
         }
     }
 
@@ -199,7 +146,7 @@ pub struct Handled<'a> {
 /// fsyncs; doing that (and the request's metrics write) after the answer keeps it off the
 /// client's latency, and overlapping requests skip the checkpoint altogether.
 pub struct AfterResponse<'a> {
-    session: Session<'a>,
+    context: Context<'a>,
     outcome: Outcome,
     route: Route,
     latency_ms: f64,
@@ -218,7 +165,7 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
         .and_then(logline::accept_request_id)
         .map_or_else(|| logline::new_request_id(random_bytes()), str::to_owned);
     let route = routes::resolve(&request.method, &request.path);
-    let mut session = Session::new(runtime);
+    let mut context = Context::new(runtime);
     let method = request.method.clone();
     let path = request.path.clone();
 
@@ -232,11 +179,11 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
             outcome
         }
         Route::Found(Endpoint::Live) => Outcome::json(200, responses::status("ok")),
-        Route::Found(Endpoint::Ready) => ready(&mut session),
-        Route::Found(Endpoint::Webhook) => webhook(&mut session, request),
-        Route::Found(Endpoint::Messages) => list(&mut session, &request.query),
-        Route::Found(Endpoint::Stats) => stats(&mut session),
-        Route::Found(Endpoint::Metrics) => scrape(&mut session),
+        Route::Found(Endpoint::Ready) => ready(&mut context),
+        Route::Found(Endpoint::Webhook) => webhook(&mut context, request),
+        Route::Found(Endpoint::Messages) => list(&mut context, &request.query),
+        Route::Found(Endpoint::Stats) => stats(&mut context),
+        Route::Found(Endpoint::Metrics) => scrape(&mut context),
     };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
 
@@ -254,7 +201,7 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
             body,
         },
         after: AfterResponse {
-            session,
+            context,
             outcome,
             route,
             latency_ms,
@@ -270,7 +217,7 @@ impl AfterResponse<'_> {
     /// writes its log line; then the connection closes.
     pub fn complete(self) {
         let AfterResponse {
-            mut session,
+            mut context,
             mut outcome,
             route,
             latency_ms,
@@ -280,7 +227,7 @@ impl AfterResponse<'_> {
         } = self;
         let increments =
             metrics::increments(route.label(), outcome.status, latency_ms, outcome.webhook);
-        if let Err(err) = session.run(true, |db| storage::record(db, &increments)) {
+        if let Err(err) = context.storage.record(&increments) {
             outcome
                 .error
                 .get_or_insert_with(|| format!("metrics not recorded: {err}"));
@@ -292,7 +239,7 @@ impl AfterResponse<'_> {
             (_, Some(_)) => Level::Warn,
             _ => Level::Info,
         };
-        let min_level = config::log_level(session.variable(config::LOG_LEVEL).as_deref());
+        let min_level = config::log_level(context.variable(config::LOG_LEVEL).as_deref());
         if level >= min_level {
             let line = LogLine {
                 ts: timestamp::format_utc(SystemTime::now()),
@@ -307,7 +254,7 @@ impl AfterResponse<'_> {
                 result: outcome.webhook.map(WebhookResult::as_str),
                 error: outcome.error.as_deref(),
             };
-            session.runtime.log(&line.to_line());
+            context.runtime.log(&line.to_line());
         }
     }
 }
@@ -333,8 +280,8 @@ fn storage_unavailable(err: StorageError) -> Outcome {
 }
 
 /// `POST /webhook`: limit, configuration, signature, validation, store; in that order.
-fn webhook(session: &mut Session, request: Request) -> Outcome {
-    let limit = match config::max_body_bytes(session.variable(config::MAX_BODY_BYTES).as_deref()) {
+fn webhook(context: &mut Context, request: Request) -> Outcome {
+    let limit = match config::max_body_bytes(context.variable(config::MAX_BODY_BYTES).as_deref()) {
         Ok(limit) => limit,
         Err(problem) => {
             return Outcome::unavailable("invalid configuration", problem)
@@ -361,7 +308,7 @@ fn webhook(session: &mut Session, request: Request) -> Outcome {
         }
     };
 
-    let secret = session.variable(config::WEBHOOK_SECRET).unwrap_or_default();
+    let secret = context.variable(config::WEBHOOK_SECRET).unwrap_or_default();
     if secret.is_empty() {
         let mut outcome = Outcome::unavailable(
             "webhook secret not configured",
@@ -370,7 +317,7 @@ fn webhook(session: &mut Session, request: Request) -> Outcome {
         outcome.webhook = Some(WebhookResult::NotConfigured);
         return outcome;
     }
-    let previous = session
+    let previous = context
         .variable(config::WEBHOOK_SECRET_PREVIOUS)
         .unwrap_or_default();
     let secrets = [secret.as_bytes(), previous.as_bytes()];
@@ -386,7 +333,7 @@ fn webhook(session: &mut Session, request: Request) -> Outcome {
         }
     };
 
-    let stored = session.run(true, |db| storage::insert_message(db, &message));
+    let stored = context.storage.insert_message(&message);
     let mut outcome = match stored {
         Ok(inserted) => Outcome::json(200, responses::status("ok")).webhook(match inserted {
             Inserted::Created => WebhookResult::Created,
@@ -398,26 +345,26 @@ fn webhook(session: &mut Session, request: Request) -> Outcome {
     outcome
 }
 
-fn list(session: &mut Session, raw_query: &str) -> Outcome {
+fn list(context: &mut Context, raw_query: &str) -> Outcome {
     let query = match query::parse(raw_query) {
         Ok(query) => query,
         Err(errors) => return Outcome::json(422, problem::validation(&errors)),
     };
-    match session.run(false, |db| storage::list_messages(db, &query)) {
+    match context.storage.list_messages(&query) {
         Ok(page) => Outcome::json(200, responses::messages(&page, query.limit, query.offset)),
         Err(err) => storage_unavailable(err),
     }
 }
 
-fn stats(session: &mut Session) -> Outcome {
-    match session.run(false, storage::stats) {
+fn stats(context: &mut Context) -> Outcome {
+    match context.storage.stats() {
         Ok(stats) => Outcome::json(200, responses::stats(&stats)),
         Err(err) => storage_unavailable(err),
     }
 }
 
-fn scrape(session: &mut Session) -> Outcome {
-    match session.run(false, storage::read_counters) {
+fn scrape(context: &mut Context) -> Outcome {
+    match context.storage.read_counters() {
         Ok(rows) => {
             let mut outcome = Outcome::json(200, metrics::render(&rows));
             outcome.content_type = PROMETHEUS_TEXT;
@@ -428,10 +375,10 @@ fn scrape(session: &mut Session) -> Outcome {
 }
 
 /// Ready when the database answers with our schema in place and a secret is configured.
-fn ready(session: &mut Session) -> Outcome {
+fn ready(context: &mut Context) -> Outcome {
     let mut failures = serde_json::Map::new();
     let mut errors = Vec::new();
-    if session
+    if context
         .variable(config::WEBHOOK_SECRET)
         .unwrap_or_default()
         .is_empty()
@@ -439,12 +386,12 @@ fn ready(session: &mut Session) -> Outcome {
         failures.insert("secret".into(), "webhook secret not configured".into());
     }
     if let Err(problem) =
-        config::max_body_bytes(session.variable(config::MAX_BODY_BYTES).as_deref())
+        config::max_body_bytes(context.variable(config::MAX_BODY_BYTES).as_deref())
     {
         failures.insert("config".into(), problem.into());
     }
-    match session.prepared().and_then(storage::schema_version) {
-        Ok(version) if version >= storage::SCHEMA_VERSION => {}
+    match context.storage.ensure_schema() {
+        Ok(version) if version >= SCHEMA_VERSION => {}
         Ok(_) => {
             failures.insert("schema".into(), "schema not applied".into());
         }

@@ -68,7 +68,7 @@ pub fn insert(
                         Ok(Inserted::Created) => 200,
                         Ok(Inserted::Duplicate) => 409,
                         Err(e) => {
-                            out.first_error.get_or_insert(e.0);
+                            out.first_error.get_or_insert(e.message);
                             503
                         }
                     };
@@ -95,7 +95,7 @@ pub fn insert(
 
 /// What a component request does for its insert: open, set the pragmas, insert, close.
 fn insert_on_new_connection(path: &Path, msg: &NewMessage) -> Result<Inserted, StorageError> {
-    let db = NativeDb::open(path).map_err(|e| StorageError(e.to_string()))?;
-    storage::configure(&db)?;
+    let db = NativeDb::open(path).map_err(|e| StorageError::from_text(e.to_string()))?;
+    storage::apply_local_settings(&db)?;
     storage::insert_message(&db, msg)
 }

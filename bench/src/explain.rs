@@ -24,7 +24,7 @@ fn run(db: &dyn Database, target: &str) -> Result<(), StorageError> {
     match path {
         "/messages" => {
             let q = webhook_inbox::query::parse(query)
-                .map_err(|e| StorageError(format!("bad query {query}: {e:?}")))?;
+                .map_err(|e| StorageError::other(format!("bad query {query}: {e:?}")))?;
             storage::list_messages(db, &q).map(drop)
         }
         "/stats" => storage::stats(db).map(drop),

@@ -55,7 +55,7 @@ impl<'a> PlanRecorder<'a> {
 impl Database for PlanRecorder<'_> {
     fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<Rows, StorageError> {
         self.explain(sql, params)
-            .map_err(|e| StorageError(e.to_string()))?;
+            .map_err(|e| StorageError::from_text(e.to_string()))?;
         Ok(Vec::new())
     }
 }

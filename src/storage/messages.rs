@@ -31,7 +31,7 @@ pub fn insert_message(db: &dyn Database, msg: &NewMessage) -> Result<Inserted, S
         }
         schema::ensure(db)?;
     }
-    Err(StorageError(format!(
+    Err(StorageError::other(format!(
         "message not stored: the schema is not at version {}",
         schema::SCHEMA_VERSION
     )))

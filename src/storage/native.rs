@@ -36,7 +36,7 @@ pub fn to_rusqlite(value: &SqlValue) -> Value {
 
 impl Database for NativeDb {
     fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<Rows, StorageError> {
-        let err = |e: rusqlite::Error| StorageError(e.to_string());
+        let err = |e: rusqlite::Error| StorageError::from_text(e.to_string());
         // Cached: seeding and the baselines run the same statements many times.
         let mut stmt = self.conn.prepare_cached(sql).map_err(err)?;
         let columns = stmt.column_count();

@@ -1,9 +1,11 @@
 //! Creating and upgrading the schema from `migrations.sql`, on first use.
 //!
 //! Spin's `execute` runs only the first statement of a string, so the file is split into
-//! statements here. Many first requests may race: the version is re-checked inside a
-//! `BEGIN IMMEDIATE` transaction, so exactly one of them applies the statements (which are
-//! idempotent anyway) and the others see the new version.
+//! statements here. Many first requests may race (on one machine or, with libSQL, on many):
+//! the version is re-checked inside a `BEGIN IMMEDIATE` transaction, so exactly one of them
+//! applies the statements (which are idempotent anyway) and the others see the new version.
+//! The file holds only statements a libSQL server accepts; the local-file settings live in
+//! [`super::session`].
 
 use super::{first_value, Database, StorageError};
 
@@ -58,19 +60,10 @@ pub fn ensure(db: &dyn Database) -> Result<(), StorageError> {
         return Ok(());
     }
     let statements = statements();
-    // The journal mode cannot change inside a transaction; it persists in the file. If it
-    // fails (another connection holds the file), the request fails and the next one retries
-    // before anything else is created.
-    let (pragmas, schema): (Vec<_>, Vec<_>) = statements
-        .iter()
-        .partition(|s| s.to_ascii_uppercase().starts_with("PRAGMA JOURNAL_MODE"));
-    for pragma in pragmas {
-        db.execute(pragma, &[])?;
-    }
     db.execute("BEGIN IMMEDIATE", &[])?;
     let applied = (|| {
         if user_version(db)? < SCHEMA_VERSION {
-            for statement in schema {
+            for statement in &statements {
                 db.execute(statement, &[])?;
             }
         }
@@ -116,7 +109,6 @@ mod tests {
         batch.conn().execute_batch(MIGRATIONS).unwrap();
         assert_eq!(piecewise.schema(), batch.schema());
         assert_eq!(user_version(&piecewise).unwrap(), SCHEMA_VERSION);
-        assert_eq!(piecewise.journal_mode(), "wal");
     }
 
     #[test]

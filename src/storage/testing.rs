@@ -2,7 +2,9 @@
 
 use super::native::NativeDb;
 use super::{Database, Rows, SqlValue, StorageError};
-use std::path::Path;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 pub struct TestDb {
     db: NativeDb,
@@ -33,6 +35,11 @@ impl TestDb {
         self.db.conn()
     }
 
+    /// The database file, for opening more connections to it.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(self.conn().path().expect("a file database"))
+    }
+
     /// The schema as SQLite stores it, comments and spacing normalised, for comparisons.
     pub fn schema(&self) -> Vec<(String, String)> {
         let mut stmt = self
@@ -61,6 +68,34 @@ impl TestDb {
 
 impl Database for TestDb {
     fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<Rows, StorageError> {
+        self.db.execute(sql, params)
+    }
+}
+
+/// A database that records every statement sent to it; clones share the record.
+#[derive(Clone)]
+pub struct Recorder {
+    db: Rc<dyn Database>,
+    sent: Rc<RefCell<Vec<String>>>,
+}
+
+impl Recorder {
+    pub fn new(db: impl Database + 'static) -> Recorder {
+        Recorder {
+            db: Rc::new(db),
+            sent: Rc::default(),
+        }
+    }
+
+    /// The statements sent so far, in order.
+    pub fn statements(&self) -> Vec<String> {
+        self.sent.borrow().clone()
+    }
+}
+
+impl Database for Recorder {
+    fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<Rows, StorageError> {
+        self.sent.borrow_mut().push(sql.to_owned());
         self.db.execute(sql, params)
     }
 }

@@ -1,0 +1,288 @@
+//! One request's database session: the connection, which backend it reaches, the local-file
+//! settings, and the schema, each set up at most once and only when the request needs it.
+//!
+//! Spin gives every request a fresh instance and every `open` a new connection with no
+//! pragmas, so this work is per request and must be cheap:
+//! - Reads run straight away. Only if a table is missing (a fresh database) is the schema
+//!   applied and the read run again.
+//! - Before the first write, [`apply_local_settings`] sets what a local file needs (busy
+//!   timeout, WAL, `synchronous = NORMAL`). A libSQL server has no use for them and its
+//!   client refuses them locally, without a network round trip; that refusal is how a
+//!   session learns it talks to a server, and from then on it sends none.
+
+use super::counters;
+use super::error::{ErrorKind, StorageError};
+use super::messages::{self, Inserted, MessagePage, Stats};
+use super::{schema, Database};
+use crate::metrics::{CounterRow, Increment};
+use crate::payload::NewMessage;
+use crate::query::MessageQuery;
+
+/// What the connection reaches, as far as a session has found out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Nothing was written yet, so nothing was asked.
+    Unknown,
+    /// A SQLite file on this machine (Spin's `type = "spin"`).
+    LocalFile,
+    /// A server that refuses local-file settings: libSQL / Turso (`type = "libsql"`).
+    Server,
+}
+
+/// How long a local connection waits for the write lock before failing with "database is
+/// locked" (the sender then gets a 503 and retries). A write holds the lock for well under a
+/// millisecond, but SQLite's waiters poll with sleeps of up to 100 ms rather than queue, so
+/// under hundreds of concurrent senders an unlucky one can wait seconds: at 256 concurrent
+/// senders on 2 cores the longest wait measured 5.2 s, past Spin's default of 5 s. Ten
+/// seconds keeps the answer inside common sender timeouts (10-30 s).
+pub const BUSY_TIMEOUT_MS: u32 = 10_000;
+
+/// Sets what a write on a local SQLite file needs, and tells which backend this is.
+///
+/// The first statement doubles as the probe: the libSQL client refuses every local-file
+/// pragma before sending it ("unsupported statement"), so on a server this costs no round
+/// trip. Any refusal of that first, harmless pragma means the settings do not apply here,
+/// and the request goes on without them.
+pub fn apply_local_settings(db: &dyn Database) -> Result<Backend, StorageError> {
+    if db
+        .execute(&format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"), &[])
+        .is_err()
+    {
+        return Ok(Backend::Server);
+    }
+    // Readers never block the writer and vice versa. Persistent, and a no-op once set, but
+    // sent on every write connection: a database created by `spin up --sqlite
+    // @migrations.sql` (which cannot carry it, see migrations.sql) gets it on first write.
+    db.execute("PRAGMA journal_mode = WAL", &[])?;
+    // WAL + NORMAL: a commit survives a crash of the process; only power loss can take the
+    // last few commits. FULL would fsync every commit: 7x fewer writes per second here.
+    db.execute("PRAGMA synchronous = NORMAL", &[])?;
+    Ok(Backend::LocalFile)
+}
+
+/// Readies a connection for writing: local-file settings, then the schema (one cheap read
+/// when it is current). For tools and tests that hold a connection of their own.
+pub fn prepare(db: &dyn Database) -> Result<Backend, StorageError> {
+    let backend = apply_local_settings(db)?;
+    schema::ensure(db)?;
+    Ok(backend)
+}
+
+type Opener<'a> = Box<dyn FnOnce() -> Result<Box<dyn Database>, StorageError> + 'a>;
+
+/// The request's database session. Every storage call the handler makes goes through it.
+pub struct Session<'a> {
+    open: Option<Opener<'a>>,
+    db: Option<Result<Box<dyn Database>, StorageError>>,
+    backend: Backend,
+    /// The schema version was checked this session (and the schema applied if needed).
+    schema_checked: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+impl<'a> Session<'a> {
+    /// A session that opens its connection with `open`, on first use.
+    pub fn new(
+        open: impl FnOnce() -> Result<Box<dyn Database>, StorageError> + 'a,
+    ) -> Session<'a> {
+        Session {
+            open: Some(Box::new(open)),
+            db: None,
+            backend: Backend::Unknown,
+            schema_checked: false,
+        }
+    }
+
+    /// What the connection reaches; [`Backend::Unknown`] until the first write.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Stores a message once (see [`messages::insert_message`]).
+    pub fn insert_message(&mut self, msg: &NewMessage) -> Result<Inserted, StorageError> {
+        self.run(Access::Write, |db| messages::insert_message(db, msg))
+    }
+
+    pub fn list_messages(&mut self, query: &MessageQuery) -> Result<MessagePage, StorageError> {
+        self.run(Access::Read, |db| messages::list_messages(db, query))
+    }
+
+    pub fn stats(&mut self) -> Result<Stats, StorageError> {
+        self.run(Access::Read, messages::stats)
+    }
+
+    pub fn read_counters(&mut self) -> Result<Vec<CounterRow>, StorageError> {
+        self.run(Access::Read, counters::read_counters)
+    }
+
+    /// Adds a finished request's metric increments.
+    pub fn record(&mut self, increments: &[Increment]) -> Result<(), StorageError> {
+        self.run(Access::Write, |db| counters::record(db, increments))
+    }
+
+    /// The schema version after making sure the schema is in place (for readiness).
+    pub fn ensure_schema(&mut self) -> Result<i64, StorageError> {
+        self.ready_for(Access::Write)?;
+        self.check_schema()?;
+        schema::user_version(self.connection()?)
+    }
+
+    fn connection(&mut self) -> Result<&dyn Database, StorageError> {
+        if self.db.is_none() {
+            let open = self.open.take().expect("opened at most once");
+            self.db = Some(open());
+        }
+        match self.db.as_ref().expect("just set") {
+            Ok(db) => Ok(&**db),
+            Err(err) => Err(err.clone()),
+        }
+    }
+
+    /// The connection, with local-file settings applied before its first write.
+    fn ready_for(&mut self, access: Access) -> Result<&dyn Database, StorageError> {
+        if access == Access::Write && self.backend == Backend::Unknown {
+            self.backend = apply_local_settings(self.connection()?)?;
+        }
+        self.connection()
+    }
+
+    fn check_schema(&mut self) -> Result<(), StorageError> {
+        if !self.schema_checked {
+            schema::ensure(self.ready_for(Access::Write)?)?;
+            self.schema_checked = true;
+        }
+        Ok(())
+    }
+
+    /// Runs `op` without checking the schema first: a check is a round trip (an HTTP request
+    /// on libSQL) and the schema is almost always in place. If `op` finds a table missing,
+    /// the schema is applied and `op` runs once more.
+    fn run<T>(
+        &mut self,
+        access: Access,
+        op: impl Fn(&dyn Database) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        match op(self.ready_for(access)?) {
+            Err(err) if err.kind == ErrorKind::MissingSchema && !self.schema_checked => {
+                self.check_schema()?;
+                op(self.connection()?)
+            }
+            result => result,
+        }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::storage::testing::{Recorder, TestDb};
+    use crate::storage::SqlValue;
+
+    fn message(id: &str) -> NewMessage {
+        crate::payload::parse(
+            format!(r#"{{"message_id":"{id}","from":"+1","to":"+2","ts":"2025-01-15T10:00:00Z"}}"#)
+                .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_fresh_local_file_gets_its_settings_and_schema_on_first_write() {
+        let db = TestDb::new();
+        let path = db.path();
+        let recorder = Recorder::new(TestDb::open(&path));
+        let mut session = Session::new(|| Ok(Box::new(recorder.clone()) as Box<dyn Database>));
+        assert_eq!(session.insert_message(&message("m1")).unwrap(), Inserted::Created);
+        assert_eq!(session.backend(), Backend::LocalFile);
+        let sent = recorder.statements();
+        assert_eq!(
+            sent[..3],
+            [
+                format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"),
+                "PRAGMA journal_mode = WAL".to_owned(),
+                "PRAGMA synchronous = NORMAL".to_owned()
+            ]
+        );
+        assert_eq!(db.journal_mode(), "wal");
+        // The next write in the same session sends no setting again.
+        let before = recorder.statements().len();
+        session.insert_message(&message("m2")).unwrap();
+        assert!(recorder.statements()[before..]
+            .iter()
+            .all(|s| !s.starts_with("PRAGMA")));
+    }
+
+    #[test]
+    fn reads_send_no_settings_and_a_current_schema_costs_no_check() {
+        let db = TestDb::new();
+        prepare(&db).unwrap();
+        let recorder = Recorder::new(TestDb::open(&db.path()));
+        let mut session = Session::new(|| Ok(Box::new(recorder.clone()) as Box<dyn Database>));
+        session.stats().unwrap();
+        session.list_messages(&MessageQuery::default()).unwrap();
+        assert_eq!(recorder.statements().len(), 2, "{:?}", recorder.statements());
+        assert_eq!(session.backend(), Backend::Unknown);
+    }
+
+    #[test]
+    fn a_read_on_a_fresh_database_creates_the_schema_and_answers() {
+        let db = TestDb::new();
+        let mut session = Session::new(|| Ok(Box::new(TestDb::open(&db.path())) as Box<dyn Database>));
+        assert_eq!(session.stats().unwrap().total_messages, 0);
+        assert_eq!(schema::user_version(&db).unwrap(), schema::SCHEMA_VERSION);
+    }
+
+    /// A server reached through a client that refuses local-file pragmas with a value, as
+    /// libsql 0.5's does (it still sends `PRAGMA user_version = n`).
+    struct RefusesLocalSettings(TestDb);
+    impl Database for RefusesLocalSettings {
+        fn execute(
+            &self,
+            sql: &str,
+            params: &[SqlValue],
+        ) -> Result<super::super::Rows, StorageError> {
+            let refused = ["busy_timeout", "journal_mode", "synchronous"]
+                .iter()
+                .any(|p| sql.starts_with(&format!("PRAGMA {p} =")));
+            if refused {
+                return Err(StorageError::from_text("unsupported statement"));
+            }
+            self.0.execute(sql, params)
+        }
+    }
+
+    #[test]
+    fn a_server_that_refuses_local_settings_still_stores_and_is_asked_once() {
+        let db = TestDb::new();
+        let recorder = Recorder::new(RefusesLocalSettings(TestDb::open(&db.path())));
+        let mut session = Session::new(|| Ok(Box::new(recorder.clone()) as Box<dyn Database>));
+        assert_eq!(session.insert_message(&message("m1")).unwrap(), Inserted::Created);
+        assert_eq!(session.insert_message(&message("m1")).unwrap(), Inserted::Duplicate);
+        session.record(&[]).unwrap();
+        assert_eq!(session.backend(), Backend::Server);
+        let pragmas: Vec<_> = recorder
+            .statements()
+            .into_iter()
+            .filter(|s| s.starts_with("PRAGMA busy_timeout"))
+            .collect();
+        assert_eq!(pragmas.len(), 1, "the probe is sent once per session");
+        assert_eq!(session.stats().unwrap().total_messages, 1);
+    }
+
+    #[test]
+    fn an_open_failure_is_reported_by_every_call_and_opened_once() {
+        let opened = std::cell::Cell::new(0);
+        let mut session = Session::new(|| {
+            opened.set(opened.get() + 1);
+            Err(StorageError::from_text("unable to open database file"))
+        });
+        assert!(session.stats().is_err());
+        assert!(session.insert_message(&message("m1")).is_err());
+        assert_eq!(opened.get(), 1);
+    }
+}

@@ -73,7 +73,9 @@ fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError>
             stream.subscribe().block();
             continue;
         }
-        let len = bytes.len().min(usize::try_from(allowed).unwrap_or(usize::MAX));
+        let len = bytes
+            .len()
+            .min(usize::try_from(allowed).unwrap_or(usize::MAX));
         stream.write(&bytes[..len])?;
         bytes = &bytes[len..];
     }

@@ -2,7 +2,7 @@
 //!
 //! It runs a Spin HTTP app (manifest v2) on wasmtime the way `spin up` would, as far as a
 //! component can tell: Spin's routing and `spin-*` headers, a fresh instance per request,
-//! `fermyon:spin/sqlite` (and `spin:sqlite` 3.0) on local SQLite files, and
+//! `fermyon:spin/sqlite` (and `spin:sqlite` 3.0) on local SQLite files or a libSQL server, and
 //! `fermyon:spin/variables` from `SPIN_VARIABLE_*`. See `README.md` next to this crate.
 //!
 //! ```no_run
@@ -15,6 +15,7 @@
 mod cargo_build;
 mod component;
 mod instance;
+mod libsql;
 mod logs;
 pub mod manifest;
 pub mod routing;

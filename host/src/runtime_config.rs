@@ -1,5 +1,6 @@
-//! The runtime config file (`--runtime-config-file`): only `[sqlite_database.<label>]` with
-//! `type = "spin"` matters to this host; other sections are ignored.
+//! The runtime config file (`--runtime-config-file`): only `[sqlite_database.<label>]`
+//! matters to this host, with `type = "spin"` (a local file) or `type = "libsql"` (`url`,
+//! `token`); other sections are ignored.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,11 @@ pub enum DbLocation {
     /// as in Spin.
     InMemory,
     Path(PathBuf),
+    /// A libSQL server (sqld, Turso) at `url`, authenticated with `token`.
+    Libsql {
+        url: String,
+        token: String,
+    },
 }
 
 /// Database label -> location, as configured by the runtime config file.
@@ -31,15 +37,18 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<SqliteDatabases> {
     let raw: RawRuntimeConfig = toml::from_str(text)?;
     let mut out = BTreeMap::new();
     for (label, db) in raw.sqlite_database {
-        if db.kind != "spin" {
-            bail!(
-                "sqlite_database.{label}: type = {:?} is not supported by the test host (only \"spin\")",
-                db.kind
-            );
-        }
-        let location = match db.path {
-            Some(p) => DbLocation::Path(base_dir.join(p)),
-            None => DbLocation::InMemory,
+        let location = match (db.kind.as_str(), db.path, db.url, db.token) {
+            ("spin", Some(p), None, None) => DbLocation::Path(base_dir.join(p)),
+            ("spin", None, None, None) => DbLocation::InMemory,
+            ("libsql", None, Some(url), Some(token)) => DbLocation::Libsql { url, token },
+            ("spin" | "libsql", ..) => bail!(
+                "sqlite_database.{label}: type \"spin\" takes an optional `path`; \
+                 type \"libsql\" takes `url` and `token`"
+            ),
+            (other, ..) => bail!(
+                "sqlite_database.{label}: type = {other:?} is not supported by the test host \
+                 (\"spin\" or \"libsql\")"
+            ),
         };
         out.insert(label, location);
     }
@@ -70,6 +79,10 @@ struct RawSqliteDatabase {
     kind: String,
     #[serde(default)]
     path: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
 }
 
 #[cfg(test)]
@@ -88,9 +101,27 @@ mod tests {
     }
 
     #[test]
+    fn libsql_databases_take_url_and_token() {
+        let dbs = parse(
+            "[sqlite_database.default]\ntype = \"libsql\"\nurl = \"http://127.0.0.1:8080\"\ntoken = \"t\"\n",
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(
+            dbs["default"],
+            DbLocation::Libsql {
+                url: "http://127.0.0.1:8080".into(),
+                token: "t".into()
+            }
+        );
+        let missing_token = "[sqlite_database.default]\ntype = \"libsql\"\nurl = \"x\"\n";
+        assert!(parse(missing_token, Path::new("/")).is_err());
+    }
+
+    #[test]
     fn other_types_are_refused() {
         assert!(parse(
-            "[sqlite_database.default]\ntype = \"libsql\"\nurl = \"x\"\n",
+            "[sqlite_database.default]\ntype = \"postgres\"\n",
             Path::new("/")
         )
         .is_err());

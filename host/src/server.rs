@@ -76,7 +76,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Re
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
+                // No TCP_NODELAY: Spin's HTTP trigger leaves Nagle's algorithm on (v4.0.2,
+                // crates/trigger-http/src/server.rs), and a component that writes its answer
+                // in small flushed pieces stalls there. The host must show that, not hide it.
                 let app = app.clone();
                 let shutdown = shutdown.clone();
                 connections.spawn(serve_connection(stream, client, app, shutdown));

@@ -1,8 +1,9 @@
-//! `fermyon:spin/sqlite@2.0.0` and `spin:sqlite/sqlite@3.0.0` on rusqlite, with Spin's rules:
-//! the grant check comes before the existence check, every `open` is a new connection opened
-//! lazily on first use with no pragmas of its own, only the first statement of a query runs
-//! (rusqlite `prepare` semantics), results over 128 MiB are refused, and every SQLite error
-//! becomes `io(<message>)`.
+//! `fermyon:spin/sqlite@2.0.0` and `spin:sqlite/sqlite@3.0.0` with Spin's rules: the grant
+//! check comes before the existence check, every `open` is a new connection opened lazily on
+//! first use with no pragmas of its own, only the first statement of a query runs, results
+//! over 128 MiB are refused, and every SQLite error becomes `io(<message>)`. Local files run
+//! on rusqlite (as Spin's `crates/sqlite-inproc`); `type = "libsql"` databases on the libSQL
+//! client ([`crate::libsql`]).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -14,6 +15,7 @@ use wasmtime::component::{HasData, Resource, ResourceTable};
 
 use crate::bindings::fermyon::spin::sqlite as v2;
 use crate::bindings::spin::sqlite::sqlite as v3;
+use crate::libsql::LazyLibsql;
 use crate::runtime_config::{DbLocation, SqliteDatabases};
 
 /// Spin refuses query results above this many bytes.
@@ -44,17 +46,43 @@ pub fn run_startup_statements(
     if statements.is_empty() {
         return Ok(());
     }
-    let conn = open(location).map_err(|e| anyhow::anyhow!("{e}"))?;
-    for stmt in statements {
-        let sql = match stmt.strip_prefix('@') {
+    let batches = statements
+        .iter()
+        .map(|stmt| match stmt.strip_prefix('@') {
             Some(file) => {
                 let path = base_dir.join(file);
                 std::fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read --sqlite file {}", path.display()))?
+                    .with_context(|| format!("cannot read --sqlite file {}", path.display()))
             }
-            None => stmt.clone(),
-        };
-        conn.execute_batch(&sql)
+            None => Ok(stmt.clone()),
+        })
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    if let DbLocation::Libsql { url, token } = location {
+        let client = LazyLibsql::new(url.clone(), token.clone());
+        // A runtime of its own, on a thread of its own: the caller may be inside one.
+        return std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(async {
+                        for (stmt, sql) in statements.iter().zip(&batches) {
+                            client
+                                .execute_batch(sql)
+                                .await
+                                .with_context(|| format!("--sqlite statement failed: {stmt}"))?;
+                        }
+                        Ok(())
+                    })
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("--sqlite runner panicked"))?
+        });
+    }
+    let conn = open(location).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (stmt, sql) in statements.iter().zip(&batches) {
+        conn.execute_batch(sql)
             .with_context(|| format!("--sqlite statement failed: {stmt}"))?;
     }
     Ok(())
@@ -64,14 +92,18 @@ fn open(location: &DbLocation) -> rusqlite::Result<rusqlite::Connection> {
     match location {
         DbLocation::InMemory => rusqlite::Connection::open_in_memory(),
         DbLocation::Path(p) => rusqlite::Connection::open(p),
+        DbLocation::Libsql { .. } => unreachable!("libSQL databases are not opened by rusqlite"),
     }
 }
 
-/// The host side of a `connection` resource: a database location and, after the first query,
-/// the open rusqlite connection. Dropping it closes the connection.
-pub struct Connection {
-    location: DbLocation,
-    conn: LazyConnection,
+/// The host side of a `connection` resource. Dropping it closes the connection.
+pub enum Connection {
+    /// A local file (or in-memory database) and, after the first query, its connection.
+    Local {
+        location: DbLocation,
+        conn: LazyConnection,
+    },
+    Libsql(Arc<LazyLibsql>),
 }
 
 /// Opened on first query; shared with the blocking task that runs the query.
@@ -121,26 +153,27 @@ impl SqliteView<'_> {
         if self.state.open_connections >= MAX_CONNECTIONS {
             return Err(v3::Error::Io("too many connections opened".into()));
         }
-        let res = self
-            .table
-            .push(Connection {
+        let connection = match location {
+            DbLocation::Libsql { url, token } => {
+                Connection::Libsql(Arc::new(LazyLibsql::new(url, token)))
+            }
+            location => Connection::Local {
                 location,
                 conn: Arc::new(Mutex::new(None)),
-            })
+            },
+        };
+        let res = self
+            .table
+            .push(connection)
             .map_err(|e| v3::Error::Io(e.to_string()))?;
         self.state.open_connections += 1;
         Ok(res)
     }
 
-    fn connection(
-        &self,
-        res: &Resource<Connection>,
-    ) -> Result<(DbLocation, LazyConnection), v3::Error> {
-        let c = self
-            .table
+    fn connection(&self, res: &Resource<Connection>) -> Result<&Connection, v3::Error> {
+        self.table
             .get(res)
-            .map_err(|_| v3::Error::InvalidConnection)?;
-        Ok((c.location.clone(), c.conn.clone()))
+            .map_err(|_| v3::Error::InvalidConnection)
     }
 
     async fn execute_impl(
@@ -149,7 +182,13 @@ impl SqliteView<'_> {
         sql: String,
         params: Vec<v3::Value>,
     ) -> Result<v3::QueryResult, v3::Error> {
-        let (location, conn) = self.connection(res)?;
+        let (location, conn) = match self.connection(res)? {
+            Connection::Libsql(client) => {
+                let client = client.clone();
+                return client.query(&sql, params).await;
+            }
+            Connection::Local { location, conn } => (location.clone(), conn.clone()),
+        };
         // SQLite blocks (busy timeout up to 5 s): keep it off the async worker threads.
         tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -162,14 +201,21 @@ impl SqliteView<'_> {
         .map_err(|e| v3::Error::Io(e.to_string()))?
     }
 
-    fn with_open<T>(
+    /// `changes` or `last-insert-rowid`, from whichever client the connection has.
+    fn counter<T: Default>(
         &self,
         res: &Resource<Connection>,
-        f: impl FnOnce(&rusqlite::Connection) -> T,
-    ) -> Option<T> {
-        let (_, conn) = self.connection(res).ok()?;
-        let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-        guard.as_ref().map(f)
+        local: impl FnOnce(&rusqlite::Connection) -> T,
+        remote: impl FnOnce(&LazyLibsql) -> T,
+    ) -> T {
+        match self.connection(res) {
+            Ok(Connection::Local { conn, .. }) => {
+                let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+                guard.as_ref().map(local).unwrap_or_default()
+            }
+            Ok(Connection::Libsql(client)) => remote(client),
+            Err(_) => T::default(),
+        }
     }
 
     fn drop_impl(&mut self, res: Resource<Connection>) -> wasmtime::Result<()> {
@@ -225,7 +271,8 @@ fn query(
     Ok(v3::QueryResult { columns, rows: out })
 }
 
-fn value_size(v: &v3::Value) -> usize {
+/// What a value counts toward the result-size limit, as Spin counts it.
+pub(crate) fn value_size(v: &v3::Value) -> usize {
     std::mem::size_of::<v3::Value>()
         + match v {
             v3::Value::Text(t) => t.len(),
@@ -253,12 +300,15 @@ impl v3::HostConnection for SqliteView<'_> {
     }
 
     async fn last_insert_rowid(&mut self, this: Resource<v3::Connection>) -> i64 {
-        self.with_open(&this, |c| c.last_insert_rowid())
-            .unwrap_or(0)
+        self.counter(
+            &this,
+            rusqlite::Connection::last_insert_rowid,
+            LazyLibsql::last_insert_rowid,
+        )
     }
 
     async fn changes(&mut self, this: Resource<v3::Connection>) -> u64 {
-        self.with_open(&this, |c| c.changes()).unwrap_or(0)
+        self.counter(&this, rusqlite::Connection::changes, LazyLibsql::changes)
     }
 
     async fn drop(&mut self, rep: Resource<v3::Connection>) -> wasmtime::Result<()> {

@@ -87,9 +87,7 @@ enum Access {
 
 impl<'a> Session<'a> {
     /// A session that opens its connection with `open`, on first use.
-    pub fn new(
-        open: impl FnOnce() -> Result<Box<dyn Database>, StorageError> + 'a,
-    ) -> Session<'a> {
+    pub fn new(open: impl FnOnce() -> Result<Box<dyn Database>, StorageError> + 'a) -> Session<'a> {
         Session {
             open: Some(Box::new(open)),
             db: None,
@@ -197,7 +195,10 @@ mod tests {
         let path = db.path();
         let recorder = Recorder::new(TestDb::open(&path));
         let mut session = Session::new(|| Ok(Box::new(recorder.clone()) as Box<dyn Database>));
-        assert_eq!(session.insert_message(&message("m1")).unwrap(), Inserted::Created);
+        assert_eq!(
+            session.insert_message(&message("m1")).unwrap(),
+            Inserted::Created
+        );
         assert_eq!(session.backend(), Backend::LocalFile);
         let sent = recorder.statements();
         assert_eq!(
@@ -225,14 +226,20 @@ mod tests {
         let mut session = Session::new(|| Ok(Box::new(recorder.clone()) as Box<dyn Database>));
         session.stats().unwrap();
         session.list_messages(&MessageQuery::default()).unwrap();
-        assert_eq!(recorder.statements().len(), 2, "{:?}", recorder.statements());
+        assert_eq!(
+            recorder.statements().len(),
+            2,
+            "{:?}",
+            recorder.statements()
+        );
         assert_eq!(session.backend(), Backend::Unknown);
     }
 
     #[test]
     fn a_read_on_a_fresh_database_creates_the_schema_and_answers() {
         let db = TestDb::new();
-        let mut session = Session::new(|| Ok(Box::new(TestDb::open(&db.path())) as Box<dyn Database>));
+        let mut session =
+            Session::new(|| Ok(Box::new(TestDb::open(&db.path())) as Box<dyn Database>));
         assert_eq!(session.stats().unwrap().total_messages, 0);
         assert_eq!(schema::user_version(&db).unwrap(), schema::SCHEMA_VERSION);
     }
@@ -261,8 +268,14 @@ mod tests {
         let db = TestDb::new();
         let recorder = Recorder::new(RefusesLocalSettings(TestDb::open(&db.path())));
         let mut session = Session::new(|| Ok(Box::new(recorder.clone()) as Box<dyn Database>));
-        assert_eq!(session.insert_message(&message("m1")).unwrap(), Inserted::Created);
-        assert_eq!(session.insert_message(&message("m1")).unwrap(), Inserted::Duplicate);
+        assert_eq!(
+            session.insert_message(&message("m1")).unwrap(),
+            Inserted::Created
+        );
+        assert_eq!(
+            session.insert_message(&message("m1")).unwrap(),
+            Inserted::Duplicate
+        );
         session.record(&[]).unwrap();
         assert_eq!(session.backend(), Backend::Server);
         let pragmas: Vec<_> = recorder

@@ -39,6 +39,11 @@ fn handle_request(request: IncomingRequest, response_out: ResponseOutparam) {
 
 /// Sends the status, headers and whole body, and finishes the body so the client's
 /// response is complete now, not when this instance ends.
+///
+/// The body is queued before the head is released, so the host writes head and body to the
+/// socket together. Spin does not set `TCP_NODELAY`: a head sent on its own and the body
+/// after it (or a body in several flushed pieces) holds the later segment until the client's
+/// delayed ACK, 40 ms on Linux.
 fn send(out: ResponseOutparam, answer: handler::Response) {
     let fields: Vec<(String, Vec<u8>)> = answer
         .headers
@@ -53,31 +58,41 @@ fn send(out: ResponseOutparam, answer: handler::Response) {
     let Ok(body) = response.body() else {
         return;
     };
+    let stream = body.write().ok();
+    // Spin takes one write of up to 1 MiB before anyone reads it: all of a usual answer.
+    let rest = match &stream {
+        Some(stream) => queue_what_fits(stream, &answer.body),
+        None => &[][..],
+    };
     out.set(response);
-    if let Ok(stream) = body.write() {
+    if let Some(stream) = stream {
         // Client gone on error; nothing more to do for it.
-        let _ = write_all(&stream, &answer.body);
+        let _ = write_all(&stream, rest);
         drop(stream);
     }
     let _ = OutgoingBody::finish(body, None);
 }
 
-/// Writes `bytes` in as few writes as the host allows (Spin takes up to 1 MiB at once), then
-/// flushes once. Each write reaches the socket as its own segment, and Spin does not set
-/// `TCP_NODELAY`: written in small flushed pieces, a body's last segment waits for the
-/// client's delayed ACK, 40 ms on Linux. One write per answer avoids that.
+/// Writes as much of `bytes` as the stream takes without waiting; returns the rest.
+fn queue_what_fits<'b>(stream: &OutputStream, bytes: &'b [u8]) -> &'b [u8] {
+    let allowed = stream.check_write().unwrap_or(0);
+    let len = bytes
+        .len()
+        .min(usize::try_from(allowed).unwrap_or(usize::MAX));
+    if len == 0 || stream.write(&bytes[..len]).is_err() {
+        return bytes;
+    }
+    &bytes[len..]
+}
+
+/// Writes `bytes` in as few writes as the host allows, waiting for room, then flushes once.
 fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
     while !bytes.is_empty() {
-        let allowed = stream.check_write()?;
-        if allowed == 0 {
+        if stream.check_write()? == 0 {
             stream.subscribe().block();
             continue;
         }
-        let len = bytes
-            .len()
-            .min(usize::try_from(allowed).unwrap_or(usize::MAX));
-        stream.write(&bytes[..len])?;
-        bytes = &bytes[len..];
+        bytes = queue_what_fits(stream, bytes);
     }
     stream.blocking_flush()
 }

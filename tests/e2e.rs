@@ -4,7 +4,10 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 #[path = "e2e/support.rs"]
+#[macro_use]
 mod support;
+#[path = "e2e/sqld.rs"]
+mod sqld;
 
 #[path = "e2e/concurrency.rs"]
 mod concurrency;
@@ -18,6 +21,10 @@ mod messages;
 mod metrics;
 #[path = "e2e/persistence.rs"]
 mod persistence;
+#[path = "e2e/replicas.rs"]
+mod replicas;
+#[path = "e2e/responses.rs"]
+mod responses;
 #[path = "e2e/routing.rs"]
 mod routing;
 #[path = "e2e/stats.rs"]

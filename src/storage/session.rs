@@ -9,6 +9,9 @@
 //!   timeout, WAL, `synchronous = NORMAL`). A libSQL server has no use for them and its
 //!   client refuses them locally, without a network round trip; that refusal is how a
 //!   session learns it talks to a server, and from then on it sends none.
+//! - A server answers "database is locked" at once when another writer holds its lock,
+//!   where a local file waits [`BUSY_TIMEOUT_MS`] itself; so on a server the session retries
+//!   a statement refused that way, with backoff, for as long.
 
 use super::counters;
 use super::error::{ErrorKind, StorageError};
@@ -17,6 +20,7 @@ use super::{schema, Database};
 use crate::metrics::{CounterRow, Increment};
 use crate::payload::NewMessage;
 use crate::query::MessageQuery;
+use std::time::{Duration, Instant};
 
 /// What the connection reaches, as far as a session has found out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,13 +161,34 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Runs `op` without checking the schema first: a check is a round trip (an HTTP request
-    /// on libSQL) and the schema is almost always in place. If `op` finds a table missing,
-    /// the schema is applied and `op` runs once more.
+    /// Runs `op`, retrying while a server reports its write lock busy. Every operation is
+    /// safe to run again: a statement refused as busy changed nothing, and the insert is
+    /// idempotent on `message_id`.
     fn run<T>(
         &mut self,
         access: Access,
         op: impl Fn(&dyn Database) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let mut backoff = Backoff::new();
+        loop {
+            match self.run_once(access, &op) {
+                Err(err) if err.kind == ErrorKind::Busy && self.backend == Backend::Server => {
+                    if !backoff.wait() {
+                        return Err(err);
+                    }
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Runs `op` without checking the schema first: a check is a round trip (an HTTP request
+    /// on libSQL) and the schema is almost always in place. If `op` finds a table missing,
+    /// the schema is applied and `op` runs once more.
+    fn run_once<T>(
+        &mut self,
+        access: Access,
+        op: &impl Fn(&dyn Database) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         match op(self.ready_for(access)?) {
             Err(err) if err.kind == ErrorKind::MissingSchema && !self.schema_checked => {
@@ -172,6 +197,41 @@ impl<'a> Session<'a> {
             }
             result => result,
         }
+    }
+}
+
+/// Waits between retries of a busy statement: doubling from 2 ms to 64 ms, each wait drawn
+/// at random from its upper half so that writers refused together do not retry together,
+/// until [`BUSY_TIMEOUT_MS`] have passed (a local file's own limit).
+struct Backoff {
+    started: Instant,
+    step: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(2);
+    const MAX: Duration = Duration::from_millis(64);
+
+    fn new() -> Backoff {
+        Backoff {
+            started: Instant::now(),
+            step: Backoff::FIRST,
+        }
+    }
+
+    /// Sleeps before the next try; false when the time is up.
+    fn wait(&mut self) -> bool {
+        if self.started.elapsed() >= Duration::from_millis(u64::from(BUSY_TIMEOUT_MS)) {
+            return false;
+        }
+        let mut random = [0u8; 2];
+        let fraction = match getrandom::fill(&mut random) {
+            Ok(()) => f64::from(u16::from_le_bytes(random)) / f64::from(u16::MAX),
+            Err(_) => 0.5,
+        };
+        std::thread::sleep(self.step.mul_f64(0.5 + fraction / 2.0));
+        self.step = (self.step * 2).min(Backoff::MAX);
+        true
     }
 }
 
@@ -285,6 +345,72 @@ mod tests {
             .collect();
         assert_eq!(pragmas.len(), 1, "the probe is sent once per session");
         assert_eq!(session.stats().unwrap().total_messages, 1);
+    }
+
+    /// A server whose write lock is taken for the first `busy` statements after the probe.
+    struct BusyServer {
+        db: RefusesLocalSettings,
+        busy: std::cell::Cell<u32>,
+    }
+    impl Database for BusyServer {
+        fn execute(
+            &self,
+            sql: &str,
+            params: &[SqlValue],
+        ) -> Result<super::super::Rows, StorageError> {
+            if sql.starts_with("INSERT") && self.busy.get() > 0 {
+                self.busy.set(self.busy.get() - 1);
+                return Err(StorageError::from_text(
+                    "Hrana: `cursor error: `error at step 0: (error code: SQLITE_BUSY) \
+                     `SQLite error: database is locked```",
+                ));
+            }
+            self.db.execute(sql, params)
+        }
+    }
+
+    #[test]
+    fn a_busy_server_is_waited_out_and_the_message_stored_once() {
+        let db = TestDb::new();
+        prepare(&db).unwrap();
+        let server = BusyServer {
+            db: RefusesLocalSettings(TestDb::open(&db.path())),
+            busy: std::cell::Cell::new(3),
+        };
+        let mut session = Session::new(|| Ok(Box::new(server) as Box<dyn Database>));
+        assert_eq!(
+            session.insert_message(&message("m1")).unwrap(),
+            Inserted::Created
+        );
+        assert_eq!(session.stats().unwrap().total_messages, 1);
+    }
+
+    #[test]
+    fn a_busy_local_file_is_not_retried_on_top_of_its_own_timeout() {
+        let db = TestDb::new();
+        prepare(&db).unwrap();
+        let busy = BusyServer {
+            db: RefusesLocalSettings(TestDb::open(&db.path())),
+            busy: std::cell::Cell::new(1),
+        };
+        // A local file: the probe succeeds, so the busy error is final.
+        struct Local(BusyServer);
+        impl Database for Local {
+            fn execute(
+                &self,
+                sql: &str,
+                params: &[SqlValue],
+            ) -> Result<super::super::Rows, StorageError> {
+                if sql.starts_with("PRAGMA") {
+                    return self.0.db.0.execute(sql, params);
+                }
+                self.0.execute(sql, params)
+            }
+        }
+        let mut session = Session::new(|| Ok(Box::new(Local(busy)) as Box<dyn Database>));
+        let err = session.insert_message(&message("m1")).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Busy);
+        assert_eq!(session.backend(), Backend::LocalFile);
     }
 
     #[test]

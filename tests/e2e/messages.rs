@@ -1,6 +1,6 @@
 //! GET /messages: filters, their AND, order, totals, paging, bad parameters.
 
-use crate::support::App;
+use crate::support::{App, Backend};
 use serde_json::{json, Value};
 
 fn msg(id: &str, from: &str, to: &str, ts: &str, text: Option<&str>) -> Value {
@@ -8,8 +8,8 @@ fn msg(id: &str, from: &str, to: &str, ts: &str, text: Option<&str>) -> Value {
 }
 
 /// A small inbox with ties, fractions, literal wildcards and a message without text.
-fn seeded() -> App {
-    let app = App::start();
+fn seeded(backend: Backend) -> App {
+    let app = App::start_on(backend);
     for m in [
         msg(
             "b",
@@ -69,9 +69,9 @@ fn v(ids: &[&str], total: i64) -> (Vec<String>, i64) {
     (ids.iter().map(|s| s.to_string()).collect(), total)
 }
 
-#[test]
-fn order_is_by_instant_then_message_id() {
-    let app = seeded();
+on_each_backend! {
+fn order_is_by_instant_then_message_id(backend: Backend) {
+    let app = seeded(backend);
     // a and b share an instant (.5 and .500): message_id breaks the tie.
     assert_eq!(ids(&app, ""), v(&["f", "c", "d", "a", "b", "e"], 6));
     let body = app.get("/messages").json();
@@ -86,10 +86,11 @@ fn order_is_by_instant_then_message_id() {
         "returned as sent"
     );
 }
+}
 
-#[test]
-fn each_filter_and_their_conjunction() {
-    let app = seeded();
+on_each_backend! {
+fn each_filter_and_their_conjunction(backend: Backend) {
+    let app = seeded(backend);
     assert_eq!(ids(&app, "from=%2B911"), v(&["d", "a", "b", "e"], 4));
     assert_eq!(
         ids(&app, "from=+911"),
@@ -119,10 +120,11 @@ fn each_filter_and_their_conjunction() {
     );
     assert_eq!(ids(&app, "from=%2B999"), v(&[], 0));
 }
+}
 
-#[test]
-fn search_treats_wildcards_literally_and_skips_rows_without_text() {
-    let app = seeded();
+on_each_backend! {
+fn search_treats_wildcards_literally_and_skips_rows_without_text(backend: Backend) {
+    let app = seeded(backend);
     assert_eq!(ids(&app, "q=%25"), v(&["b"], 1));
     assert_eq!(ids(&app, "q=_"), v(&["b"], 1));
     assert_eq!(ids(&app, "q=50%25"), v(&["b"], 1));
@@ -135,10 +137,11 @@ fn search_treats_wildcards_literally_and_skips_rows_without_text() {
         "c has no text and never matches"
     );
 }
+}
 
-#[test]
-fn total_ignores_limit_and_offset() {
-    let app = seeded();
+on_each_backend! {
+fn total_ignores_limit_and_offset(backend: Backend) {
+    let app = seeded(backend);
     assert_eq!(ids(&app, "limit=2"), v(&["f", "c"], 6));
     assert_eq!(ids(&app, "limit=2&offset=2"), v(&["d", "a"], 6));
     assert_eq!(ids(&app, "limit=2&offset=5"), v(&["e"], 6));
@@ -146,10 +149,11 @@ fn total_ignores_limit_and_offset() {
     assert_eq!(ids(&app, "from=%2B911&limit=1&offset=1"), v(&["a"], 4));
     assert_eq!(ids(&app, "limit=100&offset=9223372036854775807"), v(&[], 6));
 }
+}
 
-#[test]
-fn cursor_pages_through_everything_once() {
-    let app = seeded();
+on_each_backend! {
+fn cursor_pages_through_everything_once(backend: Backend) {
+    let app = seeded(backend);
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -173,10 +177,11 @@ fn cursor_pages_through_everything_once() {
     }
     assert_eq!(seen, ["f", "c", "d", "a", "b", "e"]);
 }
+}
 
 #[test]
 fn bad_parameters_get_422_with_their_location() {
-    let app = seeded();
+    let app = seeded(Backend::LocalFile);
     for (query, loc) in [
         ("limit=0", "limit"),
         ("limit=101", "limit"),

@@ -2,9 +2,9 @@
 
 use crate::support::{message, parse_prometheus, App, Req};
 
-#[test]
-fn counters_match_the_traffic_and_parse_strictly() {
-    let app = App::start();
+on_each_backend! {
+fn counters_match_the_traffic_and_parse_strictly(backend: Backend) {
+    let app = App::start_on(backend);
     assert_eq!(app.deliver(&message("m1")).status, 200); // created
     assert_eq!(app.deliver(&message("m1")).status, 200); // duplicate
     assert_eq!(app.deliver(&message("m2")).status, 200); // created
@@ -116,10 +116,11 @@ fn counters_match_the_traffic_and_parse_strictly() {
     );
     assert_eq!(second["request_latency_ms_count"], 12.0);
 }
+}
 
-#[test]
-fn an_empty_store_exposes_every_family() {
-    let app = App::start();
+on_each_backend! {
+fn an_empty_store_exposes_every_family(backend: Backend) {
+    let app = App::start_on(backend);
     let text = app.get("/metrics").text();
     let m = parse_prometheus(&text);
     for family in [
@@ -130,4 +131,5 @@ fn an_empty_store_exposes_every_family() {
         assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
     }
     assert_eq!(m["request_latency_ms_count"], 0.0);
+}
 }

@@ -2,9 +2,9 @@
 
 use crate::support::{message, parse_prometheus, App};
 
-#[test]
-fn messages_stats_and_metrics_survive_a_restart() {
-    let mut app = App::start();
+on_each_backend! {
+fn messages_stats_and_metrics_survive_a_restart(backend: Backend) {
+    let mut app = App::start_on(backend);
     for i in 0..5 {
         assert_eq!(app.deliver(&message(&format!("m{i}"))).status, 200);
     }
@@ -23,4 +23,5 @@ fn messages_stats_and_metrics_survive_a_restart() {
     assert_eq!(m[r#"http_requests_total{path="/stats",status="200"}"#], 2.0);
     assert_eq!(app.deliver(&message("m0")).status, 200);
     assert_eq!(app.total(""), 5, "still idempotent after a restart");
+}
 }

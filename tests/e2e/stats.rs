@@ -3,19 +3,20 @@
 use crate::support::App;
 use serde_json::json;
 
-#[test]
-fn empty_inbox() {
-    let app = App::start();
+on_each_backend! {
+fn empty_inbox(backend: Backend) {
+    let app = App::start_on(backend);
     assert_eq!(
         app.get("/stats").json(),
         json!({"total_messages": 0, "senders_count": 0, "messages_per_sender": [],
                "first_message_ts": null, "last_message_ts": null})
     );
 }
+}
 
-#[test]
-fn top_ten_of_fifteen_senders_with_ties_and_instants() {
-    let app = App::start();
+on_each_backend! {
+fn top_ten_of_fifteen_senders_with_ties_and_instants(backend: Backend) {
+    let app = App::start_on(backend);
     let mut n = 0;
     // Sender k sends (k % 4) + 1 messages: counts 1..4 with many ties.
     for k in 1..=15 {
@@ -57,4 +58,5 @@ fn top_ten_of_fifteen_senders_with_ties_and_instants() {
         top,
         ["+15:7", "+11:4", "+3:4", "+7:4", "+10:3", "+14:3", "+2:3", "+6:3", "+1:2", "+13:2"]
     );
+}
 }

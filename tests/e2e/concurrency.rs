@@ -23,20 +23,17 @@ fn parallel_deliveries_of_one_message_store_one_row(backend: Backend) {
 
 on_each_backend! {
 fn distinct_messages_under_concurrency(backend: Backend) {
-    // The local file takes 500 messages from 64 senders at once. The libSQL server here
-    // (sqld 0.24.32 on 2 cores) commits only about 70 statements a second from clients that
-    // each make one request, as Spin's libSQL connections do, and under 16+ writers some
-    // wait past the 10 s lock budget (503 + Retry-After, by design). 8 senders keep the
-    // write lock contended without queueing past it.
+    // The local file takes 500 messages from 64 senders at once. sqld 0.24.32 on this
+    // machine's 2 cores was seen spinning at 100%+ CPU and leaving requests unanswered for
+    // over a minute under 64 concurrent writers (see the README's libSQL notes); 8 senders
+    // keep its write lock contended without that.
     let (count, senders) = match backend {
         Backend::LocalFile => (500, 64),
         Backend::Libsql => (120, 8),
     };
     let app = std::sync::Arc::new(App::start_on(backend));
-    // Readiness first, as an orchestrator gates traffic on it: on libSQL, schema creation
-    // racing distinct writes from 8 senders has hung requests past a minute (open defect,
-    // see the README's libSQL notes); first use under parallel deliveries of one message
-    // is covered above and by the replica tests.
+    // Readiness first, as an orchestrator gates traffic on it: this measures writes, and
+    // first use under parallel deliveries is covered above and by the replica tests.
     assert_eq!(app.get("/health/ready").status, 200);
     let jobs: Vec<Box<dyn FnOnce() -> u16 + Send>> = (0..count)
         .map(|i| {

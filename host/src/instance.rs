@@ -13,6 +13,7 @@ use wasmtime_wasi_http::p2::{HttpResult, WasiHttpCtxView, WasiHttpHooks, WasiHtt
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::bindings;
+use crate::calls::Calls;
 use crate::logs::InstanceOutput;
 use crate::runtime_config::SqliteDatabases;
 use crate::sqlite::{SqliteData, SqliteState, SqliteView};
@@ -36,6 +37,8 @@ pub struct ComponentConfig {
     pub databases: Arc<SqliteDatabases>,
     pub variables: Arc<std::collections::BTreeMap<String, String>>,
     pub outbound_allowed: bool,
+    /// The host's tally of guest -> host calls.
+    pub calls: Arc<Calls>,
 }
 
 impl InstanceState {
@@ -49,10 +52,15 @@ impl InstanceState {
             hooks: OutboundPolicy {
                 allowed: config.outbound_allowed,
             },
-            sqlite: SqliteState::new(config.allowed_databases.clone(), config.databases.clone()),
+            sqlite: SqliteState::new(
+                config.allowed_databases.clone(),
+                config.databases.clone(),
+                config.calls.clone(),
+            ),
             variables: VariablesState {
                 component: config.id.clone(),
                 values: config.variables.clone(),
+                calls: config.calls.clone(),
             },
         }
     }

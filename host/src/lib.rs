@@ -12,6 +12,7 @@
 //! host.shutdown();
 //! ```
 
+mod calls;
 mod cargo_build;
 mod component;
 mod instance;
@@ -34,6 +35,7 @@ use std::thread::JoinHandle;
 use anyhow::{Context, Result};
 use tokio::sync::watch;
 
+pub use calls::CallCounts;
 pub use cargo_build::build_component;
 pub use component::pooling_allocator;
 
@@ -106,6 +108,7 @@ pub struct Host {
     shutdown: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
     routes: Vec<(String, String)>,
+    calls: Arc<calls::Calls>,
 }
 
 impl Host {
@@ -133,6 +136,7 @@ impl Host {
             sqlite::run_startup_statements(default, &opts.sqlite_statements, &base_dir)?;
         }
         let databases = Arc::new(databases);
+        let calls = Arc::new(calls::Calls::default());
 
         let stdout = Arc::new(logs::Captured::default());
         let stderr = Arc::new(logs::Captured::default());
@@ -172,6 +176,7 @@ impl Host {
                         databases: databases.clone(),
                         variables: component_vars.remove(id).unwrap_or_default(),
                         outbound_allowed: !c.allowed_outbound_hosts.is_empty(),
+                        calls: calls.clone(),
                     },
                     stdout: logs::Sink::new(
                         stdout.clone(),
@@ -243,6 +248,7 @@ impl Host {
             shutdown: shutdown_tx,
             thread: Some(thread),
             routes,
+            calls,
         })
     }
 
@@ -263,6 +269,12 @@ impl Host {
     /// Everything the app's components printed to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.text()
+    }
+
+    /// Guest -> host calls so far, over every component instance this host ran (see
+    /// [`CallCounts`]).
+    pub fn calls(&self) -> CallCounts {
+        self.calls.snapshot()
     }
 
     /// (route as displayed, component id) pairs, like `spin up`'s route list.

@@ -220,6 +220,7 @@ async fn run_component(
         .ok_or_else(|| anyhow::anyhow!("unknown component {:?}", route.component))?;
     let req = prepare_request(req, route, client)?;
 
+    component.config.calls.count(crate::calls::Call::Instance);
     let state = InstanceState::new(
         &component.config,
         InstanceOutput::new(component.stdout.clone()),

@@ -15,6 +15,7 @@ use wasmtime::component::{HasData, Resource, ResourceTable};
 
 use crate::bindings::fermyon::spin::sqlite as v2;
 use crate::bindings::spin::sqlite::sqlite as v3;
+use crate::calls::{Call, Calls};
 use crate::libsql::LazyLibsql;
 use crate::runtime_config::{DbLocation, SqliteDatabases};
 
@@ -114,14 +115,20 @@ pub struct SqliteState {
     allowed: Arc<HashSet<String>>,
     databases: Arc<SqliteDatabases>,
     open_connections: usize,
+    calls: Arc<Calls>,
 }
 
 impl SqliteState {
-    pub fn new(allowed: Arc<HashSet<String>>, databases: Arc<SqliteDatabases>) -> Self {
+    pub fn new(
+        allowed: Arc<HashSet<String>>,
+        databases: Arc<SqliteDatabases>,
+        calls: Arc<Calls>,
+    ) -> Self {
         Self {
             allowed,
             databases,
             open_connections: 0,
+            calls,
         }
     }
 }
@@ -141,6 +148,7 @@ impl HasData for SqliteData {
 
 impl SqliteView<'_> {
     fn open_impl(&mut self, label: &str) -> Result<Resource<Connection>, v3::Error> {
+        self.state.calls.count(Call::SqliteOpen);
         if !self.state.allowed.contains(label) {
             return Err(v3::Error::AccessDenied);
         }
@@ -182,6 +190,7 @@ impl SqliteView<'_> {
         sql: String,
         params: Vec<v3::Value>,
     ) -> Result<v3::QueryResult, v3::Error> {
+        self.state.calls.count(Call::SqliteExecute);
         let (location, conn) = match self.connection(res)? {
             Connection::Libsql(client) => {
                 let client = client.clone();
@@ -208,6 +217,7 @@ impl SqliteView<'_> {
         local: impl FnOnce(&rusqlite::Connection) -> T,
         remote: impl FnOnce(&LazyLibsql) -> T,
     ) -> T {
+        self.state.calls.count(Call::SqliteCounters);
         match self.connection(res) {
             Ok(Connection::Local { conn, .. }) => {
                 let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -219,6 +229,7 @@ impl SqliteView<'_> {
     }
 
     fn drop_impl(&mut self, res: Resource<Connection>) -> wasmtime::Result<()> {
+        self.state.calls.count(Call::SqliteClose);
         self.table.delete(res)?;
         self.state.open_connections = self.state.open_connections.saturating_sub(1);
         Ok(())

@@ -158,6 +158,8 @@ pub fn resolve(manifest: &Manifest, source: &EnvSource) -> Result<ComponentVaria
 pub struct VariablesState {
     pub component: String,
     pub values: Arc<BTreeMap<String, String>>,
+    /// The host's tally of guest -> host calls (`get` counts as `variables_get`).
+    pub calls: Arc<crate::calls::Calls>,
 }
 
 impl VariablesState {
@@ -174,6 +176,7 @@ impl VariablesState {
 
 impl wit::Host for VariablesState {
     async fn get(&mut self, name: String) -> Result<String, wit::Error> {
+        self.calls.count(crate::calls::Call::VariablesGet);
         VariablesState::get(self, &name)
     }
 }

@@ -614,3 +614,61 @@ fn binary_serves_like_spin_up_and_stops_on_ctrl_c() {
     assert!(status.success());
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn host_counts_guest_calls_per_request() {
+    use spin_test_host::CallCounts;
+    let host = start(options());
+    assert_eq!(host.calls(), CallCounts::default());
+    // Answered by the host alone: no instance, no calls.
+    assert_eq!(get(&host, "/.well-known/spin/health").status, 200);
+    assert_eq!(host.calls(), CallCounts::default());
+
+    // One open, one execute, one close (the connection dropped at the end of the request).
+    let before = host.calls();
+    let j = post(&host, "/exact?op=sql", "SELECT 1").json();
+    assert_eq!(j["rows"][0][0], 1, "{j}");
+    assert_eq!(
+        host.calls().since(&before),
+        CallCounts {
+            instances: 1,
+            sqlite_open: 1,
+            sqlite_execute: 1,
+            sqlite_close: 1,
+            ..CallCounts::default()
+        }
+    );
+
+    // A refused open is still a call; there is no connection to close.
+    let before = host.calls();
+    get(&host, "/exact?op=open&label=other");
+    get(&host, "/exact?op=var&name=secret");
+    get(&host, "/exact?op=var&name=Bad");
+    assert_eq!(
+        host.calls().since(&before),
+        CallCounts {
+            instances: 3,
+            sqlite_open: 1,
+            variables_get: 2,
+            ..CallCounts::default()
+        }
+    );
+
+    // v3: three executes, and rowid/changes read five times.
+    let before = host.calls();
+    assert_eq!(get(&host, "/exact?op=v3").json()["delete_ok"], true);
+    assert_eq!(
+        host.calls().since(&before),
+        CallCounts {
+            instances: 1,
+            sqlite_open: 1,
+            sqlite_execute: 3,
+            sqlite_counters: 5,
+            sqlite_close: 1,
+            variables_get: 0,
+        }
+    );
+    // Another host has its own tally.
+    let other = start(options());
+    assert_eq!(other.calls(), CallCounts::default());
+}

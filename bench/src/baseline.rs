@@ -17,7 +17,8 @@ use webhook_inbox::storage::{self, Inserted, StorageError};
 use crate::load::Measured;
 
 /// How the baseline holds its connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Connections {
     /// Opened and prepared once per thread, before the clock starts.
     PerThread,

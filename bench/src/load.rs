@@ -40,6 +40,7 @@ impl Req {
 pub type Source = Arc<dyn Fn(usize) -> Req + Send + Sync>;
 
 pub struct Plan {
+    pub scenario: crate::scenarios::Scenario,
     pub name: String,
     pub concurrency: usize,
     pub max_requests: usize,

@@ -5,13 +5,19 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::load::Measured;
+use crate::load::{Measured, Plan};
+use crate::scenarios::{Group, Scenario};
 
 /// One line of the table.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
-    pub group: &'static str,
+    pub group: Group,
+    /// The scenario's display name.
     pub scenario: String,
+    /// The scenario, as a key.
+    pub key: Scenario,
+    /// Which alternating round (minimal-write comparison only).
+    pub round: Option<usize>,
     pub concurrency: usize,
     pub requests: usize,
     pub requests_per_s: f64,
@@ -28,6 +34,10 @@ pub struct Row {
     pub storage_ratio: Option<f64>,
     /// Requests/s over the raw-SQLite rate with a new connection per transaction (as in Spin).
     pub per_connection_ratio: Option<f64>,
+    /// Requests/s over the minimal-write component's in the same round.
+    pub minimal_write_ratio: Option<f64>,
+    /// VmHWM of the serving child process (memory rows only), KiB.
+    pub peak_rss_kib: Option<u64>,
     /// Median time of the same SQL run natively (no host, no instance).
     pub sql_p50_ms: Option<f64>,
     pub first_error: Option<String>,
@@ -38,10 +48,23 @@ fn ms(d: Duration) -> f64 {
 }
 
 impl Row {
-    pub fn new(group: &'static str, scenario: &str, concurrency: usize, m: &Measured) -> Row {
+    /// The row of `plan`'s run.
+    pub fn of(group: Group, plan: &Plan, m: &Measured) -> Row {
+        Row::new(group, plan.scenario, &plan.name, plan.concurrency, m)
+    }
+
+    pub fn new(
+        group: Group,
+        key: Scenario,
+        scenario: &str,
+        concurrency: usize,
+        m: &Measured,
+    ) -> Row {
         Row {
             group,
             scenario: scenario.to_owned(),
+            key,
+            round: None,
             concurrency,
             requests: m.requests,
             requests_per_s: m.rate(),
@@ -54,8 +77,18 @@ impl Row {
             db_locked: None,
             storage_ratio: None,
             per_connection_ratio: None,
+            minimal_write_ratio: None,
+            peak_rss_kib: None,
             sql_p50_ms: None,
             first_error: m.first_error.clone(),
+        }
+    }
+
+    /// The name in the table: the scenario, and its round if it has one.
+    fn display_name(&self) -> String {
+        match self.round {
+            Some(n) => format!("{}, round {n}", self.scenario),
+            None => self.scenario.clone(),
         }
     }
 
@@ -66,6 +99,12 @@ impl Row {
         }
         if let Some(r) = self.per_connection_ratio {
             notes.push(format!("{:.0}% of its connection-per-txn limit", r * 100.0));
+        }
+        if let Some(r) = self.minimal_write_ratio {
+            notes.push(format!("{:.0}% of the minimal-write round", r * 100.0));
+        }
+        if let Some(k) = self.peak_rss_kib {
+            notes.push(format!("peak RSS {:.1} MiB", k as f64 / 1024.0));
         }
         if let Some(sql) = self.sql_p50_ms {
             notes.push(format!("sql p50 {sql:.2} ms"));
@@ -92,7 +131,7 @@ impl Row {
 pub fn print_table(rows: &[Row]) {
     let width = rows
         .iter()
-        .map(|r| r.scenario.len())
+        .map(|r| r.display_name().len())
         .max()
         .unwrap_or(8)
         .max(8);
@@ -108,15 +147,15 @@ pub fn print_table(rows: &[Row]) {
         "errors",
         w = width
     );
-    let mut group = "";
+    let mut group = None;
     for r in rows {
-        if r.group != group {
-            group = r.group;
-            println!("-- {group}");
+        if group != Some(r.group) {
+            group = Some(r.group);
+            println!("-- {}", r.group.label());
         }
         println!(
             "{:<w$} {:>5} {:>8} {:>10.1} {:>9.2} {:>9.2} {:>9.2} {:>6}  {}",
-            r.scenario,
+            r.display_name(),
             r.concurrency,
             r.requests,
             r.requests_per_s,
@@ -151,7 +190,16 @@ pub fn print_targets(targets: &[Target]) {
 
 /// A figure from /proc/self/status in KiB (VmHWM = peak RSS, VmRSS = current).
 pub fn proc_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_kib("/proc/self/status", field)
+}
+
+/// The same figure of another process (e.g. a serving child), while it is alive.
+pub fn pid_status_kib(pid: u32, field: &str) -> Option<u64> {
+    status_kib(&format!("/proc/{pid}/status"), field)
+}
+
+fn status_kib(path: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(path).ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))

@@ -80,6 +80,10 @@ pub struct HostOptions {
     /// read a response, that request's log lines and database writes are all done. Off by
     /// default, as in Spin, where a response completes when the guest finishes its body.
     pub hold_responses_until_instance_ends: bool,
+    /// Keep component output in memory for [`Host::stdout`] / [`Host::stderr`] (default on).
+    /// Off, those stay empty and a long run's memory holds no log lines (what a memory
+    /// measurement wants; Spin writes them to files only).
+    pub capture_logs: bool,
 }
 
 impl HostOptions {
@@ -96,6 +100,7 @@ impl HostOptions {
             component_sources: HashMap::new(),
             log_files: true,
             hold_responses_until_instance_ends: false,
+            capture_logs: true,
         }
     }
 }
@@ -138,8 +143,8 @@ impl Host {
         let databases = Arc::new(databases);
         let calls = Arc::new(calls::Calls::default());
 
-        let stdout = Arc::new(logs::Captured::default());
-        let stderr = Arc::new(logs::Captured::default());
+        let stdout = Arc::new(logs::Captured::new(opts.capture_logs));
+        let stderr = Arc::new(logs::Captured::new(opts.capture_logs));
         let log_dir = app_dir.join(".spin").join("logs");
         if opts.log_files {
             std::fs::create_dir_all(&log_dir)

@@ -27,9 +27,19 @@ pub enum Stream {
 #[derive(Default)]
 pub struct Captured {
     bytes: Mutex<Vec<u8>>,
+    /// Keep nothing (`HostOptions::capture_logs` off): `text()` stays empty.
+    discard: bool,
 }
 
 impl Captured {
+    /// A capture that keeps every line (`keep`), or none.
+    pub fn new(keep: bool) -> Self {
+        Self {
+            bytes: Mutex::default(),
+            discard: !keep,
+        }
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned()
     }
@@ -72,7 +82,9 @@ impl Sink {
         // Holding the capture lock while writing the file and terminal keeps all three in the
         // same order.
         let mut captured = self.captured.bytes.lock().unwrap();
-        captured.extend_from_slice(bytes);
+        if !self.captured.discard {
+            captured.extend_from_slice(bytes);
+        }
         if let Some(f) = &self.file {
             let _ = f.lock().unwrap().write_all(bytes);
         }

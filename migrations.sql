@@ -1,4 +1,4 @@
--- webhook-inbox schema, version 2 (upgrades a version 1 database in place).
+-- webhook-inbox schema, version 3 (upgrades a version 1 or 2 database in place).
 --
 -- Idempotent: safe to run any number of times, e.g. `spin up --sqlite @migrations.sql` or a
 -- separate migration step. The component applies this same file itself on first use, one
@@ -8,6 +8,14 @@
 -- that only a local file understands (libSQL refuses `PRAGMA journal_mode`, `synchronous`
 -- and `busy_timeout`). The component sets those itself on a local file, before each write
 -- (src/storage/session.rs).
+
+-- How a message is stored (see src/storage/fold.rs for why):
+-- 1. The webhook writes one row into `incoming`: a small table with no index but its
+--    idempotency key, so the write touches two B-tree pages and holds the lock briefly.
+-- 2. Every few hundred messages, one statement moves the whole of `incoming` into
+--    `messages` (the `fold_incoming` trigger), where the filter indexes and the aggregate
+--    trigger do their work for the batch at once.
+-- 3. Reads see both tables, so every list, count and aggregate is exact at all times.
 
 -- One row per message, exactly as sent, plus derived columns for ordering and search.
 CREATE TABLE IF NOT EXISTS messages (
@@ -74,8 +82,10 @@ INSERT INTO hour_counts (hour, messages)
     WHERE NOT EXISTS (SELECT 1 FROM hour_counts)
     GROUP BY substr(ts_key, 1, 13);
 
--- The trigger keeps every aggregate (and the `created` counter) in step with the messages,
--- inside the inserting statement. Dropped and created again so an older version is replaced.
+-- The trigger keeps every aggregate (and the `created` counter) in step with `messages`,
+-- inside the inserting statement: the fold's, for new messages. Messages still in
+-- `incoming` are added by the reads. Dropped and created again so an older version is
+-- replaced.
 DROP TRIGGER IF EXISTS messages_aggregate;
 CREATE TRIGGER messages_aggregate AFTER INSERT ON messages
 BEGIN
@@ -100,4 +110,37 @@ BEGIN
     WHERE id = 1;
 END;
 
-PRAGMA user_version = 2;
+-- New messages, until the next fold moves them into `messages`. Same columns. `seq` counts
+-- up from 1 after each fold empties the table, which is what tells a writer it is time to
+-- fold again (src/storage/fold.rs).
+CREATE TABLE IF NOT EXISTS incoming (
+    seq         INTEGER PRIMARY KEY,
+    message_id  TEXT NOT NULL UNIQUE,
+    sender      TEXT NOT NULL,
+    recipient   TEXT NOT NULL,
+    ts          TEXT NOT NULL,
+    ts_key      TEXT NOT NULL,
+    body_text   TEXT,
+    text_folded TEXT
+);
+
+-- Bumping `folds` runs the fold: one statement, so the move is atomic on a local file and
+-- on a libSQL server alike, and holds the write lock for no round trip. A message_id
+-- already in `messages` (possible only if an older version of the component stored it
+-- directly while this one had it in `incoming`) keeps its first row.
+CREATE TABLE IF NOT EXISTS incoming_folds (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    folds INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO incoming_folds (id, folds) VALUES (1, 0);
+DROP TRIGGER IF EXISTS fold_incoming;
+CREATE TRIGGER fold_incoming AFTER UPDATE OF folds ON incoming_folds
+BEGIN
+    INSERT INTO messages (message_id, sender, recipient, ts, ts_key, body_text, text_folded)
+        SELECT message_id, sender, recipient, ts, ts_key, body_text, text_folded
+        FROM incoming WHERE true ORDER BY seq
+        ON CONFLICT (message_id) DO NOTHING;
+    DELETE FROM incoming;
+END;
+
+PRAGMA user_version = 3;

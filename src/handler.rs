@@ -213,8 +213,9 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
 }
 
 impl AfterResponse<'_> {
-    /// Records the request's metrics (a stored message's `created` was counted with it) and
-    /// writes its log line; then the connection closes.
+    /// Folds `incoming` if this request's message filled a batch, records the request's
+    /// metrics (a stored message's `created` was counted with it) and writes its log line;
+    /// then the connection closes.
     pub fn complete(self) {
         let AfterResponse {
             mut context,
@@ -225,6 +226,12 @@ impl AfterResponse<'_> {
             method,
             path,
         } = self;
+        if let Err(err) = context.storage.fold_if_due() {
+            // The messages are stored either way; the next batch's write folds them.
+            outcome
+                .error
+                .get_or_insert_with(|| format!("fold not run: {err}"));
+        }
         let increments =
             metrics::increments(route.label(), outcome.status, latency_ms, outcome.webhook);
         if let Err(err) = context.storage.record(&increments) {

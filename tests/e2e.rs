@@ -9,6 +9,8 @@ mod support;
 
 #[path = "e2e/concurrency.rs"]
 mod concurrency;
+#[path = "e2e/folding.rs"]
+mod folding;
 #[path = "e2e/health.rs"]
 mod health;
 #[path = "e2e/logs.rs"]

@@ -95,9 +95,11 @@ pub fn build_cache(repo: &Path, shape: Shape) -> Result<Seeded> {
 }
 
 /// Stores messages `0..shape.messages` exactly as `POST /webhook` would: the body goes
-/// through `payload::parse` and `storage::insert_message` (its trigger fills the aggregates
-/// and counts each row as `created`, as for a request); only the autocommit per row is
-/// replaced by one transaction per [`ROWS_PER_TRANSACTION`] rows.
+/// through `payload::parse` and `storage::insert_message`, and every
+/// [`storage::FOLD_EVERY`]th message folds the batch into `messages` (whose trigger fills
+/// the aggregates and counts each row as `created`), so the file ends as a served one
+/// would, with the last partial batch waiting in `incoming`. Only the autocommit per
+/// statement is replaced by one transaction per [`ROWS_PER_TRANSACTION`] rows.
 fn seed(path: &Path, shape: Shape) -> Result<()> {
     let db = NativeDb::open(path)?;
     storage::prepare(&db).map_err(|e| anyhow::anyhow!("prepare: {e}"))?;
@@ -114,6 +116,9 @@ fn seed(path: &Path, shape: Shape) -> Result<()> {
                 Ok(Inserted::Created) => {}
                 Ok(Inserted::Duplicate) => bail!("generated message {n} is a duplicate"),
                 Err(e) => bail!("insert {n}: {e}"),
+            }
+            if (n + 1) % storage::FOLD_EVERY as u64 == 0 {
+                storage::fold(&db).map_err(|e| anyhow::anyhow!("fold after {n}: {e}"))?;
             }
         }
         db.conn().execute_batch("COMMIT")?;

@@ -11,23 +11,33 @@ pub enum Inserted {
     Duplicate,
 }
 
-/// Stores `msg` unless its `message_id` exists (first write wins). One autocommit
-/// statement: the trigger in `migrations.sql` updates the aggregates and the `created`
-/// counter inside it, so the write lock is held only while SQLite runs it, never across a
-/// round trip between the component and its host.
+/// Stores `msg` unless its `message_id` exists (first write wins), and tells whether it
+/// was new. See [`store`].
+pub fn insert_message(db: &dyn Database, msg: &NewMessage) -> Result<Inserted, StorageError> {
+    store(db, msg).map(|(inserted, _)| inserted)
+}
+
+/// Stores `msg` unless its `message_id` exists (first write wins): one autocommit statement
+/// that adds a row to `incoming` (see `migrations.sql`), so the write lock is held only while
+/// SQLite runs it, never across a round trip between the component and its host. Returns
+/// the new row's place in `incoming` as well, which tells when to fold ([`super::fold`]).
 ///
 /// The statement also checks the schema version itself, which saves every request a round
-/// trip: it stores nothing on an older schema (whose trigger would miss an aggregate). When
-/// no row came back, a duplicate is reported only if the row is there to see; otherwise the
-/// schema is brought up to date and the insert tried again. A 200 is never given for a
-/// message that was not stored, even while another instance upgrades the schema.
-pub fn insert_message(db: &dyn Database, msg: &NewMessage) -> Result<Inserted, StorageError> {
+/// trip: it stores nothing on an older schema (which lacks `incoming`, or whose trigger would
+/// miss an aggregate). When no row came back, a duplicate is reported only if the row is
+/// there to see; otherwise the schema is brought up to date and the insert tried again. A
+/// 200 is never given for a message that was not stored, even while another instance
+/// upgrades the schema.
+pub(super) fn store(
+    db: &dyn Database,
+    msg: &NewMessage,
+) -> Result<(Inserted, Option<i64>), StorageError> {
     for _ in 0..2 {
-        if insert_if_schema_current(db, msg)? {
-            return Ok(Inserted::Created);
+        if let Some(seq) = insert_if_new(db, msg)? {
+            return Ok((Inserted::Created, Some(seq)));
         }
         if message_exists(db, &msg.message_id)? {
-            return Ok(Inserted::Duplicate);
+            return Ok((Inserted::Duplicate, None));
         }
         schema::ensure(db)?;
     }
@@ -39,19 +49,24 @@ pub fn insert_message(db: &dyn Database, msg: &NewMessage) -> Result<Inserted, S
 
 fn message_exists(db: &dyn Database, message_id: &str) -> Result<bool, StorageError> {
     let rows = db.execute(
-        "SELECT 1 FROM messages WHERE message_id = ?",
+        "SELECT 1 FROM messages WHERE message_id = ?1 \
+         UNION ALL SELECT 1 FROM incoming WHERE message_id = ?1",
         &[SqlValue::text(message_id)],
     )?;
     Ok(!rows.is_empty())
 }
 
-/// Whether a new row was stored.
-fn insert_if_schema_current(db: &dyn Database, msg: &NewMessage) -> Result<bool, StorageError> {
+/// The new row's `incoming.seq`, or `None` when nothing was stored (a duplicate, or an
+/// older schema). The write takes SQLite's write lock before it reads, so the check against
+/// `messages` and the insert see the same state: no fold or other writer can slip between.
+fn insert_if_new(db: &dyn Database, msg: &NewMessage) -> Result<Option<i64>, StorageError> {
     let returned = db.execute(
         &format!(
-            "INSERT INTO messages (message_id, sender, recipient, ts, ts_key, body_text, text_folded) \
-             SELECT ?, ?, ?, ?, ?, ?, ? \
+            "INSERT INTO incoming \
+             (message_id, sender, recipient, ts, ts_key, body_text, text_folded) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 \
              WHERE (SELECT user_version FROM pragma_user_version) >= {} \
+             AND NOT EXISTS (SELECT 1 FROM messages WHERE message_id = ?1) \
              ON CONFLICT (message_id) DO NOTHING RETURNING seq",
             schema::SCHEMA_VERSION
         ),
@@ -65,7 +80,7 @@ fn insert_if_schema_current(db: &dyn Database, msg: &NewMessage) -> Result<bool,
             msg.folded_text().map_or(SqlValue::Null, SqlValue::Text),
         ],
     )?;
-    Ok(!returned.is_empty())
+    Ok(first_value(&returned).and_then(SqlValue::as_i64))
 }
 
 /// A message as stored and returned.
@@ -99,7 +114,8 @@ impl MessagePage {
 }
 
 /// The SQL for one `/messages` request: page and total in ONE statement, so both come from
-/// the same snapshot of the database (no total smaller than the page it came with).
+/// the same snapshot of the database (no total smaller than the page it came with). Every
+/// part reads `messages` and the few rows still in `incoming`.
 pub fn page_sql(query: &MessageQuery) -> (String, Vec<SqlValue>) {
     let mut conditions: Vec<&str> = Vec::new();
     let mut filter_params: Vec<SqlValue> = Vec::new();
@@ -121,31 +137,45 @@ pub fn page_sql(query: &MessageQuery) -> (String, Vec<SqlValue>) {
         filter_params.push(SqlValue::text(q.as_str()));
     }
     let source = source(query);
-    let (total_sql, mut params) = total_sql(query, &conditions, &filter_params, source);
+    let (total_sql, total_params) = total_sql(query, &conditions, &filter_params, source);
 
     let mut page_conditions = conditions;
-    params.extend(filter_params);
+    let mut page_params = filter_params;
     if let Some(cursor) = &query.cursor {
         page_conditions.push("(ts_key, message_id) > (?, ?)");
-        params.push(SqlValue::text(cursor.ts_key.as_str()));
-        params.push(SqlValue::text(cursor.message_id.as_str()));
+        page_params.push(SqlValue::text(cursor.ts_key.as_str()));
+        page_params.push(SqlValue::text(cursor.message_id.as_str()));
     }
+    // In the order of the `?`s in the text: the page (both tables take the same filters),
+    // then the total.
+    let mut params = page_params.clone();
+    params.extend(page_params);
     params.push(SqlValue::Integer(i64::from(query.limit)));
     params.push(SqlValue::Integer(
         i64::try_from(query.offset).unwrap_or(i64::MAX),
     ));
+    params.extend(total_params);
 
-    // The page's row ids come first, from the index alone where the filters allow; then
-    // only the rows returned are read. A plain OFFSET over the rows still steps through each
-    // skipped row's table cursor: at offset 900000, 65-115 ms against 36-78 ms this way.
+    // The page's keys come first, from the index alone where the filters allow, merged in
+    // order with the matching `incoming` rows (SQLite merges the two sorted arms, so an
+    // offset steps through index entries, not rows); then only the rows returned are read.
+    // A plain OFFSET over the rows steps through each skipped row's table cursor: at offset
+    // 900000, 65-115 ms against 36-78 ms this way.
+    let where_clause = where_clause(&page_conditions);
     let sql = format!(
-        "SELECT t.total, p.message_id, p.sender, p.recipient, p.ts, p.body_text, p.ts_key \
+        "WITH page AS MATERIALIZED ( \
+             SELECT ts_key, message_id, seq, 0 AS pending FROM {source} {where_clause} \
+             UNION ALL \
+             SELECT ts_key, message_id, seq, 1 FROM incoming {where_clause} \
+             ORDER BY ts_key, message_id LIMIT ? OFFSET ?) \
+         SELECT t.total, p.message_id, p.sender, p.recipient, p.ts, p.body_text, p.ts_key \
          FROM (SELECT {total_sql} AS total) AS t \
-         LEFT JOIN (SELECT message_id, sender, recipient, ts, body_text, ts_key FROM messages \
-                    WHERE seq IN (SELECT seq FROM {source} {where_clause} \
-                                  ORDER BY ts_key, message_id LIMIT ? OFFSET ?)) AS p \
+         LEFT JOIN (SELECT m.message_id, m.sender, m.recipient, m.ts, m.body_text, m.ts_key \
+                    FROM page JOIN messages AS m ON m.seq = page.seq WHERE page.pending = 0 \
+                    UNION ALL \
+                    SELECT i.message_id, i.sender, i.recipient, i.ts, i.body_text, i.ts_key \
+                    FROM page JOIN incoming AS i ON i.seq = page.seq WHERE page.pending = 1) AS p \
          ORDER BY p.ts_key, p.message_id",
-        where_clause = where_clause(&page_conditions),
     );
     (sql, params)
 }
@@ -169,31 +199,42 @@ fn source(query: &MessageQuery) -> &'static str {
     }
 }
 
-/// The `total` expression and its parameters. The counts the trigger maintains answer
-/// the common cases without counting rows.
+/// The `total` expression and its parameters: the counts the aggregate trigger maintains
+/// over `messages` where they answer the filters, plus a count of the matching `incoming`
+/// rows (a few hundred at most, see [`super::fold`]).
 fn total_sql(
     query: &MessageQuery,
     conditions: &[&str],
     filter_params: &[SqlValue],
     source: &str,
 ) -> (String, Vec<SqlValue>) {
+    let incoming = format!(
+        "(SELECT count(*) FROM incoming {})",
+        where_clause(conditions)
+    );
+    let twice = || [filter_params, filter_params].concat();
     let only = |field: bool| field && conditions.len() == 1;
     if conditions.is_empty() {
         return (
-            "(SELECT messages FROM inbox_totals WHERE id = 1)".to_owned(),
+            format!("(SELECT messages FROM inbox_totals WHERE id = 1) + {incoming}"),
             Vec::new(),
         );
     }
     if only(query.from.is_some()) {
         return (
-            "coalesce((SELECT messages FROM sender_counts WHERE sender = ?), 0)".to_owned(),
-            filter_params.to_vec(),
+            format!(
+                "coalesce((SELECT messages FROM sender_counts WHERE sender = ?), 0) + {incoming}"
+            ),
+            twice(),
         );
     }
     if only(query.to.is_some()) {
         return (
-            "coalesce((SELECT messages FROM recipient_counts WHERE recipient = ?), 0)".to_owned(),
-            filter_params.to_vec(),
+            format!(
+                "coalesce((SELECT messages FROM recipient_counts WHERE recipient = ?), 0) \
+                 + {incoming}"
+            ),
+            twice(),
         );
     }
     if let Some(since) = query.since_key.as_deref().filter(|_| conditions.len() == 1) {
@@ -201,23 +242,26 @@ fn total_sql(
             // Whole hours after since's own hour, plus the rows of that hour from since on.
             // Every key of the hour starts with `hour` and then ':', which sorts below ';'.
             return (
-                "(coalesce((SELECT sum(messages) FROM hour_counts WHERE hour > ?), 0) \
-                 + (SELECT count(*) FROM messages WHERE ts_key >= ? AND ts_key < ?))"
-                    .to_owned(),
+                format!(
+                    "(coalesce((SELECT sum(messages) FROM hour_counts WHERE hour > ?), 0) \
+                     + (SELECT count(*) FROM messages WHERE ts_key >= ? AND ts_key < ?) \
+                     + {incoming})"
+                ),
                 vec![
                     SqlValue::text(hour),
                     SqlValue::text(since),
                     SqlValue::text(format!("{hour};")),
+                    SqlValue::text(since),
                 ],
             );
         }
     }
     (
         format!(
-            "(SELECT count(*) FROM {source} {})",
+            "((SELECT count(*) FROM {source} {}) + {incoming})",
             where_clause(conditions)
         ),
-        filter_params.to_vec(),
+        twice(),
     )
 }
 
@@ -266,15 +310,38 @@ pub struct Stats {
 /// Number of senders `/stats` lists.
 pub const TOP_SENDERS: u32 = 10;
 
-/// Reads the maintained aggregates (no scan of messages), in one statement.
+/// Reads the maintained aggregates and adds the few rows still in `incoming`, in one
+/// statement (no scan of `messages`).
+///
+/// The top senders: counts only grow, so a sender outside the stored top ten with no new
+/// messages stays behind all ten of them; the top ten are among the stored top ten and the
+/// senders of new messages.
+/// First and last break ties on the instant as the trigger does: the row stored first wins.
 pub fn stats(db: &dyn Database) -> Result<Stats, StorageError> {
     let rows: Rows = db.execute(
-        "SELECT t.messages, t.senders, t.first_ts, t.last_ts, s.sender, s.messages \
-         FROM inbox_totals AS t \
-         LEFT JOIN (SELECT sender, messages FROM sender_counts \
-                    ORDER BY messages DESC, sender LIMIT ?) AS s \
-         WHERE t.id = 1 \
-         ORDER BY s.messages DESC, s.sender",
+        "WITH new AS MATERIALIZED (SELECT sender, count(*) AS n FROM incoming GROUP BY sender), \
+         candidates AS ( \
+             SELECT c.sender, c.messages + coalesce((SELECT n FROM new WHERE sender = c.sender), 0) AS n \
+             FROM (SELECT sender, messages FROM sender_counts ORDER BY messages DESC, sender \
+                   LIMIT ?1) AS c \
+             UNION \
+             SELECT new.sender, new.n + coalesce( \
+                 (SELECT messages FROM sender_counts WHERE sender = new.sender), 0) FROM new), \
+         edges AS ( \
+             SELECT first_key AS k, first_ts AS ts, last_key AS lk, last_ts AS lts, 0 AS seq \
+             FROM inbox_totals WHERE id = 1 AND first_key IS NOT NULL \
+             UNION ALL SELECT ts_key, ts, ts_key, ts, seq FROM incoming) \
+         SELECT \
+             (SELECT messages FROM inbox_totals WHERE id = 1) \
+                 + (SELECT count(*) FROM incoming), \
+             (SELECT senders FROM inbox_totals WHERE id = 1) + (SELECT count(*) FROM new \
+                 WHERE NOT EXISTS (SELECT 1 FROM sender_counts WHERE sender = new.sender)), \
+             (SELECT ts FROM edges ORDER BY k, seq LIMIT 1), \
+             (SELECT lts FROM edges ORDER BY lk DESC, seq LIMIT 1), \
+             top.sender, top.n \
+         FROM (SELECT 1) \
+         LEFT JOIN (SELECT sender, n FROM candidates ORDER BY n DESC, sender LIMIT ?1) AS top \
+         ORDER BY top.n DESC, top.sender",
         &[SqlValue::Integer(i64::from(TOP_SENDERS))],
     )?;
     let cell = |i: usize| rows.first().and_then(|row| row.get(i));
@@ -295,7 +362,7 @@ mod tests {
     use super::*;
     use crate::payload;
     use crate::query;
-    use crate::storage::{prepare, read_counters, testing::TestDb};
+    use crate::storage::{fold, prepare, read_counters, testing::TestDb};
 
     fn msg(id: &str, from: &str, to: &str, ts: &str, text: Option<&str>) -> NewMessage {
         let body =
@@ -318,6 +385,32 @@ mod tests {
     fn fresh() -> TestDb {
         let db = TestDb::new();
         prepare(&db).unwrap();
+        db
+    }
+
+    /// Where stored messages sit when a read runs: still in `incoming`, folded into
+    /// `messages`, or some of each. Every read must give the same answer in all three.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Layout {
+        Pending,
+        Folded,
+        Split,
+    }
+    const LAYOUTS: [Layout; 3] = [Layout::Pending, Layout::Folded, Layout::Split];
+
+    /// A fresh database holding `messages`, laid out as `layout` says.
+    fn stored(messages: &[NewMessage], layout: Layout) -> TestDb {
+        let db = fresh();
+        for (i, m) in messages.iter().enumerate() {
+            assert_eq!(store(&db, m), Inserted::Created, "{}", m.message_id);
+            if layout == Layout::Split && i == messages.len() / 2 {
+                fold::fold(&db).unwrap();
+            }
+        }
+        if layout == Layout::Folded {
+            fold::fold(&db).unwrap();
+            assert_eq!(fold::pending(&db).unwrap(), 0);
+        }
         db
     }
 
@@ -405,46 +498,57 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_insert_leaves_nothing_behind() {
+    fn a_failed_fold_leaves_every_message_where_it_was() {
         let db = fresh();
-        let m = msg("m1", "+1", "+2", "2025-01-15T10:00:00Z", None);
-        db.conn()
-            .execute_batch("DROP TABLE metric_counters")
-            .unwrap();
-        assert!(insert_message(&db, &m).is_err());
-        let count: i64 = db
-            .conn()
-            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(count, 0, "the message must roll back with its aggregates");
-        assert_eq!(stats(&db).unwrap().total_messages, 0);
+        for i in 0..3 {
+            let ts = format!("2025-01-15T1{i}:00:00Z");
+            store(&db, &msg(&format!("m{i}"), "+1", "+2", &ts, None));
+        }
+        // The aggregate trigger fails half way through the fold.
+        db.conn().execute_batch("DROP TABLE hour_counts").unwrap();
+        assert!(fold::fold(&db).is_err());
+        let count = |table: &str| -> i64 {
+            db.conn()
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!((count("incoming"), count("messages")), (3, 0));
+        assert_eq!(stats(&db).unwrap().total_messages, 3);
+        assert_eq!(stats(&db).unwrap().senders_count, 1);
         assert!(db.conn().is_autocommit(), "no transaction left open");
     }
 
     #[test]
     fn order_is_by_instant_then_id_and_filters_combine() {
-        let db = fresh();
-        for m in [
-            msg(
-                "b",
-                "+1",
-                "+2",
-                "2025-01-15T10:00:00.5Z",
-                Some("Fifty% OFF_today"),
-            ),
-            msg("a", "+1", "+3", "2025-01-15T10:00:00.5Z", Some("hello")),
-            msg("c", "+4", "+2", "2025-01-15T10:00:00Z", None),
-            msg(
-                "d",
-                "+1",
-                "+2",
-                "2025-01-15T10:00:00.05Z",
-                Some("HÉLLO world"),
-            ),
-            msg("e", "+1", "+2", "2025-01-15T10:00:01Z", Some("50 percent")),
-        ] {
-            store(&db, &m);
+        for layout in LAYOUTS {
+            eprintln!("layout: {layout:?}");
+            order_and_filters(layout);
         }
+    }
+
+    fn order_and_filters(layout: Layout) {
+        let db = stored(
+            &[
+                msg(
+                    "b",
+                    "+1",
+                    "+2",
+                    "2025-01-15T10:00:00.5Z",
+                    Some("Fifty% OFF_today"),
+                ),
+                msg("a", "+1", "+3", "2025-01-15T10:00:00.5Z", Some("hello")),
+                msg("c", "+4", "+2", "2025-01-15T10:00:00Z", None),
+                msg(
+                    "d",
+                    "+1",
+                    "+2",
+                    "2025-01-15T10:00:00.05Z",
+                    Some("HÉLLO world"),
+                ),
+                msg("e", "+1", "+2", "2025-01-15T10:00:01Z", Some("50 percent")),
+            ],
+            layout,
+        );
         assert_eq!(
             ids(&db, ""),
             (
@@ -482,7 +586,13 @@ mod tests {
 
     #[test]
     fn since_totals_match_a_count_at_every_boundary() {
-        let db = fresh();
+        for layout in LAYOUTS {
+            eprintln!("layout: {layout:?}");
+            since_totals(layout);
+        }
+    }
+
+    fn since_totals(layout: Layout) {
         let stamps = [
             "2024-12-31T23:59:59.999Z",
             "2025-01-15T09:00:00Z",
@@ -493,9 +603,12 @@ mod tests {
             "2025-01-15T11:00:00Z",
             "2025-01-16T10:00:00Z",
         ];
-        for (i, ts) in stamps.iter().enumerate() {
-            store(&db, &msg(&format!("m{i}"), "+1", "+2", ts, Some("x")));
-        }
+        let messages: Vec<_> = stamps
+            .iter()
+            .enumerate()
+            .map(|(i, ts)| msg(&format!("m{i}"), "+1", "+2", ts, Some("x")))
+            .collect();
+        let db = stored(&messages, layout);
         let probes = stamps.iter().copied().chain([
             "2000-01-01T00:00:00Z",
             "2025-01-15T10:00:00.0001Z",
@@ -507,7 +620,8 @@ mod tests {
             let expected: i64 = db
                 .conn()
                 .query_row(
-                    "SELECT count(*) FROM messages WHERE ts_key >= ?",
+                    "SELECT count(*) FROM (SELECT ts_key FROM messages \
+                     UNION ALL SELECT ts_key FROM incoming) WHERE ts_key >= ?",
                     [&key],
                     |r| r.get(0),
                 )
@@ -542,10 +656,9 @@ mod tests {
     }
 
     #[test]
-    fn stats_top_ten_with_ties_and_instants() {
-        let db = fresh();
+    fn stats_of_an_empty_inbox() {
         assert_eq!(
-            stats(&db).unwrap(),
+            stats(&fresh()).unwrap(),
             Stats {
                 total_messages: 0,
                 senders_count: 0,
@@ -554,44 +667,176 @@ mod tests {
                 last_message_ts: None
             }
         );
-        let mut n = 0;
+    }
+
+    #[test]
+    fn stats_top_ten_with_ties_and_instants() {
+        let mut messages = Vec::new();
         for sender in 1..=15 {
             for _ in 0..(sender % 4 + 1) {
-                n += 1;
+                let n = messages.len() + 1;
                 let ts = format!("2025-01-15T10:{:02}:00.{n}Z", n % 60);
-                store(
-                    &db,
-                    &msg(&format!("m{n}"), &format!("+{sender}"), "+2", &ts, None),
-                );
+                messages.push(msg(
+                    &format!("m{n}"),
+                    &format!("+{sender}"),
+                    "+2",
+                    &ts,
+                    None,
+                ));
             }
         }
-        store(
-            &db,
-            &msg("early", "+15", "+2", "2025-01-15T09:59:59.999Z", None),
-        );
-        store(
-            &db,
-            &msg("late", "+15", "+2", "2025-01-15T11:00:00.000Z", None),
-        );
-        let s = stats(&db).unwrap();
-        assert_eq!(s.total_messages, n + 2);
-        assert_eq!(s.senders_count, 15);
-        assert_eq!(
-            s.first_message_ts.as_deref(),
-            Some("2025-01-15T09:59:59.999Z")
-        );
-        assert_eq!(
-            s.last_message_ts.as_deref(),
-            Some("2025-01-15T11:00:00.000Z")
-        );
-        let top: Vec<_> = s
-            .top_senders
+        let n = messages.len() as i64;
+        messages.push(msg("early", "+15", "+2", "2025-01-15T09:59:59.999Z", None));
+        messages.push(msg("late", "+15", "+2", "2025-01-15T11:00:00.000Z", None));
+        // The same instants written differently: the first stored stays first / last.
+        messages.push(msg("early2", "+1", "+2", "2025-01-15T09:59:59.9990Z", None));
+        messages.push(msg("late2", "+1", "+2", "2025-01-15T11:00:00Z", None));
+        for layout in LAYOUTS {
+            let s = stats(&stored(&messages, layout)).unwrap();
+            assert_eq!(s.total_messages, n + 4, "{layout:?}");
+            assert_eq!(s.senders_count, 15, "{layout:?}");
+            assert_eq!(
+                s.first_message_ts.as_deref(),
+                Some("2025-01-15T09:59:59.999Z"),
+                "{layout:?}"
+            );
+            assert_eq!(
+                s.last_message_ts.as_deref(),
+                Some("2025-01-15T11:00:00.000Z"),
+                "{layout:?}"
+            );
+            let top: Vec<_> = s
+                .top_senders
+                .iter()
+                .map(|(f, c)| format!("{f}:{c}"))
+                .collect();
+            assert_eq!(
+                top,
+                [
+                    "+15:6", "+1:4", "+11:4", "+3:4", "+7:4", "+10:3", "+14:3", "+2:3", "+6:3",
+                    "+13:2"
+                ],
+                "{layout:?}"
+            );
+        }
+    }
+
+    /// Random messages, folded at random points: every list, total and stat must equal what
+    /// a plain scan of all stored messages gives.
+    #[test]
+    fn every_read_matches_a_reference_wherever_the_messages_sit() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let db = fresh();
+        let mut all: Vec<NewMessage> = Vec::new();
+        for round in 0..6 {
+            for _ in 0..next(60) + 1 {
+                let id = format!("m{}", next(400));
+                let from = format!("+{}", next(13) * next(3) + 1);
+                let to = format!("+{}", next(5) + 100);
+                let ts = format!(
+                    "2025-01-{:02}T{:02}:{:02}:00{}Z",
+                    next(2) + 15,
+                    next(3) + 9,
+                    next(60),
+                    [".5", "", ".500"][next(3) as usize]
+                );
+                let text = ["Hello", "hello world", "other"]
+                    .get(next(4) as usize)
+                    .copied();
+                let m = msg(&id, &from, &to, &ts, text);
+                let known = all.iter().any(|s| s.message_id == id);
+                let want = if known {
+                    Inserted::Duplicate
+                } else {
+                    Inserted::Created
+                };
+                assert_eq!(store(&db, &m), want, "{id}");
+                if !known {
+                    all.push(m);
+                }
+            }
+            if round % 2 == 1 || next(2) == 0 {
+                fold::fold(&db).unwrap();
+            }
+            check_against_reference(&db, &all);
+        }
+    }
+
+    fn check_against_reference(db: &TestDb, all: &[NewMessage]) {
+        let mut sorted: Vec<&NewMessage> = all.iter().collect();
+        sorted.sort_by(|a, b| (&a.ts_key, &a.message_id).cmp(&(&b.ts_key, &b.message_id)));
+        let since = "2025-01-16T10:30:00Z";
+        let since_key = crate::timestamp::instant_key(since).unwrap();
+        type Keep<'a> = &'a dyn Fn(&NewMessage) -> bool;
+        let queries: [(&str, Keep); 6] = [
+            ("", &|_| true),
+            ("from=%2B1", &|m| m.from == "+1"),
+            ("to=%2B102", &|m| m.to == "+102"),
+            ("since=2025-01-16T10:30:00Z", &|m| m.ts_key >= since_key),
+            ("q=hello", &|m| {
+                m.text.as_deref().is_some_and(|t| t.contains("ello"))
+            }),
+            ("from=%2B1&since=2025-01-16T10:30:00Z", &|m| {
+                m.from == "+1" && m.ts_key >= since_key
+            }),
+        ];
+        for (raw, keep) in queries {
+            let want: Vec<String> = sorted
+                .iter()
+                .filter(|m| keep(m))
+                .map(|m| m.message_id.clone())
+                .collect();
+            let (page, total) = ids(db, &format!("{raw}&limit=100"));
+            assert_eq!(
+                (page.as_slice(), total),
+                (want.get(..want.len().min(100)).unwrap(), want.len() as i64),
+                "{raw} {since}"
+            );
+            let (middle, _) = ids(db, &format!("{raw}&limit=7&offset=5"));
+            assert_eq!(
+                middle,
+                want.iter().skip(5).take(7).cloned().collect::<Vec<_>>(),
+                "{raw} offset"
+            );
+        }
+        let s = stats(db).unwrap();
+        assert_eq!(s.total_messages, all.len() as i64);
+        let mut per_sender = std::collections::BTreeMap::new();
+        for m in all {
+            *per_sender.entry(m.from.clone()).or_insert(0i64) += 1;
+        }
+        assert_eq!(s.senders_count, per_sender.len() as i64);
+        let mut top: Vec<(String, i64)> = per_sender.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        top.truncate(TOP_SENDERS as usize);
+        assert_eq!(s.top_senders, top);
+        let first = sorted.first().map(|m| m.ts_key.clone());
+        let first_ts = s
+            .first_message_ts
+            .as_deref()
+            .map(|t| crate::timestamp::instant_key(t).unwrap());
+        assert_eq!(first_ts, first);
+        let last = sorted.iter().map(|m| m.ts_key.clone()).max();
+        let last_ts = s
+            .last_message_ts
+            .as_deref()
+            .map(|t| crate::timestamp::instant_key(t).unwrap());
+        assert_eq!(last_ts, last);
+        let created: f64 = read_counters(db)
+            .unwrap()
             .iter()
-            .map(|(f, c)| format!("{f}:{c}"))
-            .collect();
-        assert_eq!(
-            top,
-            ["+15:6", "+11:4", "+3:4", "+7:4", "+10:3", "+14:3", "+2:3", "+6:3", "+1:2", "+13:2"]
-        );
+            .filter(|r| {
+                r.name == crate::metrics::WEBHOOK_REQUESTS
+                    && r.labels == crate::metrics::WebhookResult::Created.labels()
+            })
+            .map(|r| r.value)
+            .sum();
+        assert_eq!(created, all.len() as f64);
     }
 }

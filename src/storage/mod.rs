@@ -7,12 +7,14 @@
 
 mod counters;
 mod error;
+mod fold;
 mod messages;
 mod schema;
 mod session;
 
 pub use counters::{read_counters, record};
 pub use error::{ErrorKind, StorageError};
+pub use fold::{fold, pending as pending_fold, FOLD_EVERY};
 pub use messages::{
     insert_message, list_messages, stats, Inserted, MessagePage, Stats, StoredMessage,
 };

@@ -5,16 +5,21 @@
 //! pragmas, so this work is per request and must be cheap:
 //! - Reads run straight away. Only if a table is missing (a fresh database) is the schema
 //!   applied and the read run again.
-//! - Before the first write, [`apply_local_settings`] sets what a local file needs (busy
-//!   timeout, WAL, `synchronous = NORMAL`). A libSQL server has no use for them and its
-//!   client refuses them locally, without a network round trip; that refusal is how a
-//!   session learns it talks to a server, and from then on it sends none.
+//! - Before the first write, [`apply_local_settings`] sets what a local file needs on each
+//!   connection (busy timeout, `synchronous = NORMAL`). A libSQL server has no use for them
+//!   and its client refuses them locally, without a network round trip; that refusal is how
+//!   a session learns it talks to a server, and from then on it sends none.
+//! - WAL mode is stored in the file, so it is set where the file is set up (the schema, the
+//!   readiness probe) and before each fold, not on every write.
+//! - A write that fills a batch of `incoming` folds it after the answer
+//!   ([`Session::fold_if_due`], see [`super::fold`]).
 //! - A server answers "database is locked" at once when another writer holds its lock,
 //!   where a local file waits [`BUSY_TIMEOUT_MS`] itself; so on a server the session retries
 //!   a statement refused that way, with backoff, for as long.
 
 use super::counters;
 use super::error::{ErrorKind, StorageError};
+use super::fold;
 use super::messages::{self, Inserted, MessagePage, Stats};
 use super::{schema, Database};
 use crate::metrics::{CounterRow, Increment};
@@ -54,20 +59,27 @@ pub fn apply_local_settings(db: &dyn Database) -> Result<Backend, StorageError> 
     {
         return Ok(Backend::Server);
     }
-    // Readers never block the writer and vice versa. Persistent, and a no-op once set, but
-    // sent on every write connection: a database created by `spin up --sqlite
-    // @migrations.sql` (which cannot carry it, see migrations.sql) gets it on first write.
-    db.execute("PRAGMA journal_mode = WAL", &[])?;
     // WAL + NORMAL: a commit survives a crash of the process; only power loss can take the
     // last few commits. FULL would fsync every commit: 7x fewer writes per second here.
     db.execute("PRAGMA synchronous = NORMAL", &[])?;
     Ok(Backend::LocalFile)
 }
 
-/// Readies a connection for writing: local-file settings, then the schema (one cheap read
-/// when it is current). For tools and tests that hold a connection of their own.
+/// Puts a local file in WAL mode: readers never block the writer and vice versa. Stored in
+/// the file and a no-op once set. A database created by `spin up --sqlite @migrations.sql`
+/// (which cannot carry it, see migrations.sql) gets it from the first readiness probe or
+/// fold; until then it works in SQLite's default rollback mode.
+fn apply_wal(db: &dyn Database) -> Result<(), StorageError> {
+    db.execute("PRAGMA journal_mode = WAL", &[]).map(drop)
+}
+
+/// Readies a connection for writing: local-file settings and WAL, then the schema (one
+/// cheap read when it is current). For tools and tests that hold a connection of their own.
 pub fn prepare(db: &dyn Database) -> Result<Backend, StorageError> {
     let backend = apply_local_settings(db)?;
+    if backend == Backend::LocalFile {
+        apply_wal(db)?;
+    }
     schema::ensure(db)?;
     Ok(backend)
 }
@@ -81,6 +93,8 @@ pub struct Session<'a> {
     backend: Backend,
     /// The schema version was checked this session (and the schema applied if needed).
     schema_checked: bool,
+    /// This session's write filled a batch of `incoming` (see [`super::fold`]).
+    fold_due: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -97,6 +111,7 @@ impl<'a> Session<'a> {
             db: None,
             backend: Backend::Unknown,
             schema_checked: false,
+            fold_due: false,
         }
     }
 
@@ -107,7 +122,25 @@ impl<'a> Session<'a> {
 
     /// Stores a message once (see [`messages::insert_message`]).
     pub fn insert_message(&mut self, msg: &NewMessage) -> Result<Inserted, StorageError> {
-        self.run(Access::Write, |db| messages::insert_message(db, msg))
+        let (inserted, seq) = self.run(Access::Write, |db| messages::store(db, msg))?;
+        self.fold_due = seq.is_some_and(fold::due);
+        Ok(inserted)
+    }
+
+    /// Folds `incoming` into `messages` if this session's write filled a batch; for after
+    /// the answer. Whether it folded.
+    pub fn fold_if_due(&mut self) -> Result<bool, StorageError> {
+        if !std::mem::take(&mut self.fold_due) {
+            return Ok(false);
+        }
+        let local = self.backend == Backend::LocalFile;
+        self.run(Access::Write, |db| {
+            if local {
+                apply_wal(db)?;
+            }
+            fold::fold(db)
+        })?;
+        Ok(true)
     }
 
     pub fn list_messages(&mut self, query: &MessageQuery) -> Result<MessagePage, StorageError> {
@@ -155,7 +188,13 @@ impl<'a> Session<'a> {
 
     fn check_schema(&mut self) -> Result<(), StorageError> {
         if !self.schema_checked {
-            schema::ensure(self.ready_for(Access::Write)?)?;
+            self.ready_for(Access::Write)?;
+            let local = self.backend == Backend::LocalFile;
+            let db = self.connection()?;
+            if local {
+                apply_wal(db)?;
+            }
+            schema::ensure(db)?;
             self.schema_checked = true;
         }
         Ok(())
@@ -262,13 +301,14 @@ mod tests {
         assert_eq!(session.backend(), Backend::LocalFile);
         let sent = recorder.statements();
         assert_eq!(
-            sent[..3],
+            sent[..2],
             [
                 format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"),
-                "PRAGMA journal_mode = WAL".to_owned(),
                 "PRAGMA synchronous = NORMAL".to_owned()
             ]
         );
+        // WAL comes with the schema, which the fresh file lacked.
+        assert!(sent.contains(&"PRAGMA journal_mode = WAL".to_owned()));
         assert_eq!(db.journal_mode(), "wal");
         // The next write in the same session sends no setting again.
         let before = recorder.statements().len();
@@ -276,6 +316,66 @@ mod tests {
         assert!(recorder.statements()[before..]
             .iter()
             .all(|s| !s.starts_with("PRAGMA")));
+    }
+
+    /// A session on its own connection to `path`, as each Spin request has.
+    fn session_on(path: &std::path::Path) -> Session<'static> {
+        let path = path.to_owned();
+        Session::new(move || Ok(Box::new(TestDb::open(&path)) as Box<dyn Database>))
+    }
+
+    #[test]
+    fn the_write_that_fills_a_batch_folds_it_after_and_no_other_does() {
+        let db = TestDb::new();
+        prepare(&db).unwrap();
+        for i in 1..fold::FOLD_EVERY {
+            messages::insert_message(&db, &message(&format!("m{i}"))).unwrap();
+        }
+        let mut early = session_on(&db.path());
+        assert_eq!(
+            early.insert_message(&message("m1")).unwrap(),
+            Inserted::Duplicate
+        );
+        assert!(!early.fold_if_due().unwrap(), "a duplicate fills nothing");
+
+        let mut filling = session_on(&db.path());
+        assert_eq!(
+            filling.insert_message(&message("last")).unwrap(),
+            Inserted::Created
+        );
+        assert_eq!(fold::pending(&db).unwrap(), fold::FOLD_EVERY);
+        assert!(filling.fold_if_due().unwrap());
+        assert!(!filling.fold_if_due().unwrap(), "once");
+        assert_eq!(fold::pending(&db).unwrap(), 0);
+        assert_eq!(
+            messages::stats(&db).unwrap().total_messages,
+            fold::FOLD_EVERY
+        );
+
+        // `incoming` counts from 1 again: the next write folds nothing.
+        let mut next = session_on(&db.path());
+        next.insert_message(&message("after")).unwrap();
+        assert!(!next.fold_if_due().unwrap());
+        assert_eq!(fold::pending(&db).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_file_made_by_spin_up_sqlite_works_at_once_and_becomes_wal_at_the_first_fold() {
+        let db = TestDb::new();
+        for statement in schema::statements() {
+            db.conn().execute_batch(&statement).unwrap();
+        }
+        assert_eq!(db.journal_mode(), "delete");
+        for i in 1..fold::FOLD_EVERY {
+            let mut session = session_on(&db.path());
+            session.insert_message(&message(&format!("m{i}"))).unwrap();
+            assert!(!session.fold_if_due().unwrap());
+        }
+        assert_eq!(db.journal_mode(), "delete", "no per-write journal pragma");
+        let mut filling = session_on(&db.path());
+        filling.insert_message(&message("last")).unwrap();
+        assert!(filling.fold_if_due().unwrap());
+        assert_eq!(TestDb::open(&db.path()).journal_mode(), "wal");
     }
 
     #[test]

@@ -77,26 +77,31 @@ impl PerRequest {
     }
 
     pub fn summary(&self) -> String {
+        let t = &self.totals;
+        let per = |n: u64| per(n, t.instances);
         let mut s = format!(
             "sqlite open {}, execute {}, variables get {}",
-            per(self.sqlite_open),
-            per(self.sqlite_execute),
-            per(self.variables_get)
+            per(t.sqlite_open),
+            per(t.sqlite_execute),
+            per(t.variables_get)
         );
-        if self.sqlite_counters > 0.0 {
-            s.push_str(&format!(", changes/rowid {}", per(self.sqlite_counters)));
+        if t.sqlite_counters > 0 {
+            s.push_str(&format!(", changes/rowid {}", per(t.sqlite_counters)));
         }
         s.push_str(&format!(" (over {} requests)", self.instances));
         s
     }
 }
 
-/// A per-request average: whole numbers as such.
-fn per(x: f64) -> String {
-    if (x - x.round()).abs() < 0.005 {
-        format!("{x:.0}")
+/// `n` per request: a whole number when exact, else three decimals (an occasional extra
+/// call, e.g. a retry, must not round away).
+fn per(n: u64, requests: u64) -> String {
+    if requests == 0 {
+        "n/a".to_owned()
+    } else if n % requests == 0 {
+        (n / requests).to_string()
     } else {
-        format!("{x:.2}")
+        format!("{:.3}", n as f64 / requests as f64)
     }
 }
 
@@ -226,7 +231,10 @@ pub fn compare(
     fixture.stored = 20;
     let rounds = if opts.quick { 1 } else { 2 };
     let cap = Duration::from_secs_f64(opts.seconds * 2.0);
-    let count = opts.write_requests.max(CONCURRENCY * 2);
+    // Quick mode's 400 writes take a third of a second at x16: too noisy for a ratio.
+    let count = opts
+        .write_requests
+        .max(if opts.quick { 1_000 } else { CONCURRENCY * 2 });
 
     let mut rows = Vec::new();
     let mut figures = Figures::default();

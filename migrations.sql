@@ -9,13 +9,15 @@
 -- and `busy_timeout`). The component sets those itself on a local file, before each write
 -- (src/storage/session.rs).
 
--- How a message is stored (see src/storage/fold.rs for why):
+-- How a message is stored (src/storage/fold.rs says why):
 -- 1. The webhook writes one row into `incoming`: a small table with no index but its
 --    idempotency key, so the write touches two B-tree pages and holds the lock briefly.
--- 2. Every few hundred messages, one statement moves the whole of `incoming` into
---    `messages` (the `fold_incoming` trigger), where the filter indexes and the aggregate
---    trigger do their work for the batch at once.
+-- 2. Every few hundred messages, one transaction (the fold) moves `incoming` into
+--    `messages`, where the filter indexes do their work for the batch at once, and adds
+--    the batch to the aggregates with one statement per table.
 -- 3. Reads see both tables, so every list, count and aggregate is exact at all times.
+-- The schema has no triggers: every request opens a new connection, which parses the whole
+-- schema before its first statement, and a trigger costs more to parse than a table.
 
 -- One row per message, exactly as sent, plus derived columns for ordering and search.
 CREATE TABLE IF NOT EXISTS messages (
@@ -35,8 +37,8 @@ CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts_key, message_id);
 CREATE INDEX IF NOT EXISTS messages_by_sender ON messages (sender, ts_key, message_id);
 CREATE INDEX IF NOT EXISTS messages_by_recipient ON messages (recipient, ts_key, message_id);
 
--- Aggregates kept up to date by the trigger below, inside the inserting transaction, so
--- /stats and unfiltered counts never scan the messages.
+-- Aggregates over `messages`, kept by the fold, so /stats and unfiltered counts never scan
+-- the messages. Reads add what is still in `incoming`.
 CREATE TABLE IF NOT EXISTS sender_counts (
     sender   TEXT PRIMARY KEY,
     messages INTEGER NOT NULL
@@ -82,37 +84,12 @@ INSERT INTO hour_counts (hour, messages)
     WHERE NOT EXISTS (SELECT 1 FROM hour_counts)
     GROUP BY substr(ts_key, 1, 13);
 
--- The trigger keeps every aggregate (and the `created` counter) in step with `messages`,
--- inside the inserting statement: the fold's, for new messages. Messages still in
--- `incoming` are added by the reads. Dropped and created again so an older version is
--- replaced.
+-- Versions 1 and 2 kept the aggregates with a trigger on each insert.
 DROP TRIGGER IF EXISTS messages_aggregate;
-CREATE TRIGGER messages_aggregate AFTER INSERT ON messages
-BEGIN
-    INSERT INTO sender_counts (sender, messages) VALUES (NEW.sender, 1)
-        ON CONFLICT (sender) DO UPDATE SET messages = messages + 1;
-    INSERT INTO recipient_counts (recipient, messages) VALUES (NEW.recipient, 1)
-        ON CONFLICT (recipient) DO UPDATE SET messages = messages + 1;
-    INSERT INTO hour_counts (hour, messages) VALUES (substr(NEW.ts_key, 1, 13), 1)
-        ON CONFLICT (hour) DO UPDATE SET messages = messages + 1;
-    -- `created` is counted with the row it counts, in the same statement: the insert is one
-    -- autocommit statement, so the write lock is held for no host round trip.
-    INSERT INTO metric_counters (name, labels, value)
-        VALUES ('webhook_requests_total', 'result="created"', 1)
-        ON CONFLICT (name, labels) DO UPDATE SET value = value + 1;
-    UPDATE inbox_totals SET
-        messages  = messages + 1,
-        senders   = senders + (SELECT messages = 1 FROM sender_counts WHERE sender = NEW.sender),
-        first_ts  = CASE WHEN first_key IS NULL OR NEW.ts_key < first_key THEN NEW.ts ELSE first_ts END,
-        first_key = CASE WHEN first_key IS NULL OR NEW.ts_key < first_key THEN NEW.ts_key ELSE first_key END,
-        last_ts   = CASE WHEN last_key IS NULL OR NEW.ts_key > last_key THEN NEW.ts ELSE last_ts END,
-        last_key  = CASE WHEN last_key IS NULL OR NEW.ts_key > last_key THEN NEW.ts_key ELSE last_key END
-    WHERE id = 1;
-END;
 
 -- New messages, until the next fold moves them into `messages`. Same columns. `seq` counts
 -- up from 1 after each fold empties the table, which is what tells a writer it is time to
--- fold again (src/storage/fold.rs).
+-- fold again.
 CREATE TABLE IF NOT EXISTS incoming (
     seq         INTEGER PRIMARY KEY,
     message_id  TEXT NOT NULL UNIQUE,
@@ -124,23 +101,15 @@ CREATE TABLE IF NOT EXISTS incoming (
     text_folded TEXT
 );
 
--- Bumping `folds` runs the fold: one statement, so the move is atomic on a local file and
--- on a libSQL server alike, and holds the write lock for no round trip. A message_id
--- already in `messages` (possible only if an older version of the component stored it
--- directly while this one had it in `incoming`) keeps its first row.
-CREATE TABLE IF NOT EXISTS incoming_folds (
-    id    INTEGER PRIMARY KEY CHECK (id = 1),
-    folds INTEGER NOT NULL
+-- The highest `messages.seq` the aggregates count. The fold counts every row above it, so
+-- a row stored straight into `messages` (by an older version of the component, still
+-- running during a rolling upgrade) is counted by the next fold, not missed. A database
+-- upgraded from version 1 or 2 starts with every existing row counted (by the old trigger).
+CREATE TABLE IF NOT EXISTS fold_state (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    counted_through INTEGER NOT NULL
 );
-INSERT OR IGNORE INTO incoming_folds (id, folds) VALUES (1, 0);
-DROP TRIGGER IF EXISTS fold_incoming;
-CREATE TRIGGER fold_incoming AFTER UPDATE OF folds ON incoming_folds
-BEGIN
-    INSERT INTO messages (message_id, sender, recipient, ts, ts_key, body_text, text_folded)
-        SELECT message_id, sender, recipient, ts, ts_key, body_text, text_folded
-        FROM incoming WHERE true ORDER BY seq
-        ON CONFLICT (message_id) DO NOTHING;
-    DELETE FROM incoming;
-END;
+INSERT OR IGNORE INTO fold_state (id, counted_through)
+    SELECT 1, coalesce(max(seq), 0) FROM messages;
 
 PRAGMA user_version = 3;

@@ -324,11 +324,20 @@ fn webhook(context: &mut Context, request: Request) -> Outcome {
         outcome.webhook = Some(WebhookResult::NotConfigured);
         return outcome;
     }
-    let previous = context
-        .variable(config::WEBHOOK_SECRET_PREVIOUS)
-        .unwrap_or_default();
-    let secrets = [secret.as_bytes(), previous.as_bytes()];
-    if !signature_header.is_some_and(|sig| signature::verify(&sig, &body, &secrets)) {
+    // The previous secret is read only when the current one does not match: one host call
+    // fewer per webhook outside a rotation.
+    let signed_with = |secret: &str| {
+        signature_header
+            .as_deref()
+            .is_some_and(|sig| signature::verify(sig, &body, &[secret.as_bytes()]))
+    };
+    let verified = signed_with(&secret)
+        || signed_with(
+            &context
+                .variable(config::WEBHOOK_SECRET_PREVIOUS)
+                .unwrap_or_default(),
+        );
+    if !verified {
         return Outcome::detail(401, "invalid signature").webhook(WebhookResult::InvalidSignature);
     }
 

@@ -11,10 +11,6 @@ use webhook_inbox::storage::{self, Inserted};
 
 use crate::data::{Shape, GENERATOR_VERSION};
 
-/// Rows per transaction: large enough that commits cost nothing, small enough that the WAL
-/// (every page the transaction touched) stays around a hundred megabytes.
-const ROWS_PER_TRANSACTION: u64 = 100_000;
-
 pub struct Seeded {
     pub path: PathBuf,
     /// Whether an earlier run's database was reused.
@@ -95,19 +91,20 @@ pub fn build_cache(repo: &Path, shape: Shape) -> Result<Seeded> {
 }
 
 /// Stores messages `0..shape.messages` exactly as `POST /webhook` would: the body goes
-/// through `payload::parse` and `storage::insert_message`, and every
-/// [`storage::FOLD_EVERY`]th message folds the batch into `messages` (whose trigger fills
-/// the aggregates and counts each row as `created`), so the file ends as a served one
-/// would, with the last partial batch waiting in `incoming`. Only the autocommit per
-/// statement is replaced by one transaction per [`ROWS_PER_TRANSACTION`] rows.
+/// through `payload::parse` and `storage::insert_message`, and each full batch of
+/// [`storage::FOLD_EVERY`] messages is folded into `messages` (which fills the aggregates
+/// and counts each row as `created`), so the file ends as a served one would, with the last
+/// partial batch waiting in `incoming`. Only the autocommit per insert is replaced by one
+/// transaction per batch.
 fn seed(path: &Path, shape: Shape) -> Result<()> {
     let db = NativeDb::open(path)?;
     storage::prepare(&db).map_err(|e| anyhow::anyhow!("prepare: {e}"))?;
     // Index pages stay cached while a million random message_ids go in.
     db.conn().execute_batch("PRAGMA cache_size = -262144")?;
+    let batch = storage::FOLD_EVERY as u64;
     let mut i = 0;
     while i < shape.messages {
-        let end = (i + ROWS_PER_TRANSACTION).min(shape.messages);
+        let end = (i + batch).min(shape.messages);
         db.conn().execute_batch("BEGIN IMMEDIATE")?;
         for n in i..end {
             let message = webhook_inbox::payload::parse(&shape.message(n).body())
@@ -117,11 +114,11 @@ fn seed(path: &Path, shape: Shape) -> Result<()> {
                 Ok(Inserted::Duplicate) => bail!("generated message {n} is a duplicate"),
                 Err(e) => bail!("insert {n}: {e}"),
             }
-            if (n + 1) % storage::FOLD_EVERY as u64 == 0 {
-                storage::fold(&db).map_err(|e| anyhow::anyhow!("fold after {n}: {e}"))?;
-            }
         }
         db.conn().execute_batch("COMMIT")?;
+        if end - i == batch {
+            storage::fold(&db).map_err(|e| anyhow::anyhow!("fold after {end}: {e}"))?;
+        }
         i = end;
     }
     // Fold the WAL into the main file so the cache is one self-contained file.

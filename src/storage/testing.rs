@@ -99,3 +99,60 @@ impl Database for Recorder {
         self.db.execute(sql, params)
     }
 }
+
+/// Turns a current database into what version 2 left: every message in `messages`, no
+/// `incoming` or `fold_state`, and the aggregate trigger version 2 kept (which also counted
+/// `created`).
+pub fn downgrade_to_version_2(db: &TestDb) {
+    super::fold(db).unwrap();
+    db.conn()
+        .execute_batch(
+            "DROP TABLE incoming; DROP TABLE fold_state;
+             CREATE TRIGGER messages_aggregate AFTER INSERT ON messages
+             BEGIN
+                 INSERT INTO sender_counts (sender, messages) VALUES (NEW.sender, 1)
+                     ON CONFLICT (sender) DO UPDATE SET messages = messages + 1;
+                 INSERT INTO recipient_counts (recipient, messages) VALUES (NEW.recipient, 1)
+                     ON CONFLICT (recipient) DO UPDATE SET messages = messages + 1;
+                 INSERT INTO hour_counts (hour, messages) VALUES (substr(NEW.ts_key, 1, 13), 1)
+                     ON CONFLICT (hour) DO UPDATE SET messages = messages + 1;
+                 INSERT INTO metric_counters (name, labels, value)
+                     VALUES ('webhook_requests_total', 'result=\"created\"', 1)
+                     ON CONFLICT (name, labels) DO UPDATE SET value = value + 1;
+                 UPDATE inbox_totals SET
+                     messages  = messages + 1,
+                     senders   = senders + (SELECT messages = 1 FROM sender_counts
+                                            WHERE sender = NEW.sender),
+                     first_ts  = CASE WHEN first_key IS NULL OR NEW.ts_key < first_key
+                                      THEN NEW.ts ELSE first_ts END,
+                     first_key = CASE WHEN first_key IS NULL OR NEW.ts_key < first_key
+                                      THEN NEW.ts_key ELSE first_key END,
+                     last_ts   = CASE WHEN last_key IS NULL OR NEW.ts_key > last_key
+                                      THEN NEW.ts ELSE last_ts END,
+                     last_key  = CASE WHEN last_key IS NULL OR NEW.ts_key > last_key
+                                      THEN NEW.ts_key ELSE last_key END
+                 WHERE id = 1;
+             END;
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+}
+
+/// Stores `msg` the way version 2 of the component did: straight into `messages`.
+pub fn store_as_version_2(db: &TestDb, msg: &crate::payload::NewMessage) {
+    db.conn()
+        .execute(
+            "INSERT INTO messages (message_id, sender, recipient, ts, ts_key, body_text, text_folded) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rusqlite::params![
+                msg.message_id,
+                msg.from,
+                msg.to,
+                msg.ts,
+                msg.ts_key,
+                msg.text,
+                msg.folded_text()
+            ],
+        )
+        .unwrap();
+}

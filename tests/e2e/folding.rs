@@ -25,6 +25,8 @@ fn reads_are_exact_before_during_and_after_a_fold(backend: Backend) {
         }
     }
     // The batch's last write folded it; the rest wait.
+    let warnings: Vec<_> = app.log_lines().into_iter().filter(|l| l["level"] != "info").collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
     assert_eq!(app.query_i64("SELECT count(*) FROM messages"), FOLD_EVERY);
     assert_eq!(app.query_i64("SELECT count(*) FROM incoming"), 44);
 

@@ -160,19 +160,6 @@ impl App {
         self
     }
 
-    /// Runs SQL statements on the app's database directly, behind the component's back
-    /// (e.g. to put an older schema in place).
-    pub fn execute_sql(&self, sql: &str) {
-        match &self.sqld {
-            None => rusqlite::Connection::open(self.db_path())
-                .and_then(|conn| conn.execute_batch(sql))
-                .unwrap(),
-            Some(sqld) => run_on_libsql(&sqld.url(), |conn| async move {
-                conn.execute_batch(sql).await.map(drop)
-            }),
-        }
-    }
-
     /// The first column of the first row of `sql`, read directly from the app's database.
     pub fn query_i64(&self, sql: &str) -> i64 {
         match &self.sqld {

@@ -87,9 +87,10 @@ INSERT INTO hour_counts (hour, messages)
 -- Versions 1 and 2 kept the aggregates with a trigger on each insert.
 DROP TRIGGER IF EXISTS messages_aggregate;
 
--- New messages, until the next fold moves them into `messages`. Same columns. `seq` counts
--- up from 1 after each fold empties the table, which is what tells a writer it is time to
--- fold again.
+-- New messages, until the next fold moves them into `messages`. Same columns, plus the
+-- storing request's latency when the row also counts that request's metrics (on a local
+-- file; see src/storage/counters.rs). `seq` counts up from 1 after each fold empties the
+-- table, which is what tells a writer it is time to fold again.
 CREATE TABLE IF NOT EXISTS incoming (
     seq         INTEGER PRIMARY KEY,
     message_id  TEXT NOT NULL UNIQUE,
@@ -98,7 +99,8 @@ CREATE TABLE IF NOT EXISTS incoming (
     ts          TEXT NOT NULL,
     ts_key      TEXT NOT NULL,
     body_text   TEXT,
-    text_folded TEXT
+    text_folded TEXT,
+    latency_ms  REAL
 );
 
 -- The highest `messages.seq` the aggregates count. The fold counts every row above it, so

@@ -81,6 +81,8 @@ struct Outcome {
     message_id: Option<String>,
     /// Our own failure (storage, configuration) for the log; never request content.
     error: Option<String>,
+    /// Storage already counted this request's metrics (with the message it stored).
+    counted: bool,
 }
 
 impl Outcome {
@@ -93,6 +95,7 @@ impl Outcome {
             webhook: None,
             message_id: None,
             error: None,
+            counted: false,
         }
     }
 
@@ -119,6 +122,8 @@ impl Outcome {
 struct Context<'a> {
     runtime: &'a dyn Runtime,
     storage: Session<'a>,
+    /// When the request started, on the wall clock (the storage's clock too).
+    started: SystemTime,
 }
 
 impl<'a> Context<'a> {
@@ -126,6 +131,7 @@ impl<'a> Context<'a> {
         Context {
             runtime,
             storage: Session::new(move || runtime.open_database()),
+            started: SystemTime::now(),
         }
     }
 
@@ -156,16 +162,16 @@ pub struct AfterResponse<'a> {
 }
 
 /// Handles one request. Never panics on input and never fails: every error becomes a
-/// deliberate answer. Anything that must be durable before the answer (a stored message, its
-/// aggregates and its `created` count) is committed before this returns.
+/// deliberate answer. Anything that must be durable before the answer (a stored message,
+/// which also stands for its `created` count) is committed before this returns.
 pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
     let started = Instant::now();
+    let mut context = Context::new(runtime);
     let request_id = request
         .single_header("x-request-id")
         .and_then(logline::accept_request_id)
         .map_or_else(|| logline::new_request_id(random_bytes()), str::to_owned);
     let route = routes::resolve(&request.method, &request.path);
-    let mut context = Context::new(runtime);
     let method = request.method.clone();
     let path = request.path.clone();
 
@@ -214,8 +220,8 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
 
 impl AfterResponse<'_> {
     /// Folds `incoming` if this request's message filled a batch, records the request's
-    /// metrics (a stored message's `created` was counted with it) and writes its log line;
-    /// then the connection closes.
+    /// metrics (unless the row that stored its message counts them) and writes its log
+    /// line; then the connection closes.
     pub fn complete(self) {
         let AfterResponse {
             mut context,
@@ -234,7 +240,9 @@ impl AfterResponse<'_> {
         }
         let increments =
             metrics::increments(route.label(), outcome.status, latency_ms, outcome.webhook);
-        if let Err(err) = context.storage.record(&increments) {
+        if outcome.counted {
+            // Counted by the row that stored the message.
+        } else if let Err(err) = context.storage.record(&increments) {
             outcome
                 .error
                 .get_or_insert_with(|| format!("metrics not recorded: {err}"));
@@ -349,12 +357,17 @@ fn webhook(context: &mut Context, request: Request) -> Outcome {
         }
     };
 
-    let stored = context.storage.insert_message(&message);
+    let stored = context.storage.insert_message(&message, context.started);
     let mut outcome = match stored {
-        Ok(inserted) => Outcome::json(200, responses::status("ok")).webhook(match inserted {
-            Inserted::Created => WebhookResult::Created,
-            Inserted::Duplicate => WebhookResult::Duplicate,
-        }),
+        Ok(stored) => {
+            let mut outcome =
+                Outcome::json(200, responses::status("ok")).webhook(match stored.inserted {
+                    Inserted::Created => WebhookResult::Created,
+                    Inserted::Duplicate => WebhookResult::Duplicate,
+                });
+            outcome.counted = stored.counted_request;
+            outcome
+        }
         Err(err) => storage_unavailable(err).webhook(WebhookResult::StorageError),
     };
     outcome.message_id = Some(message.message_id);

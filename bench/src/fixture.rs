@@ -34,6 +34,33 @@ pub struct Figures {
     pub memory: Option<Memory>,
 }
 
+/// The component's shares of the minimal write over the rounds.
+pub struct Shares {
+    pub median: f64,
+    pub low: f64,
+    pub high: f64,
+    pub rounds: usize,
+}
+
+impl Figures {
+    pub fn shares(&self) -> Option<Shares> {
+        let mut shares: Vec<f64> = self.rounds.iter().map(|r| r.share).collect();
+        shares.sort_by(f64::total_cmp);
+        let n = shares.len();
+        let median = match n {
+            0 => return None,
+            _ if n % 2 == 1 => shares[n / 2],
+            _ => (shares[n / 2 - 1] + shares[n / 2]) / 2.0,
+        };
+        Some(Shares {
+            median,
+            low: shares[0],
+            high: shares[n - 1],
+            rounds: n,
+        })
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Round {
     pub round: usize,
@@ -215,7 +242,7 @@ impl Served {
 }
 
 /// The comparison: ingest x16 of unique messages, alternating webhook-inbox and the
-/// minimal-write component (two rounds each, one in quick mode), each on its own host in this
+/// minimal-write component (`--rounds` pairs, five by default), each on its own host in this
 /// process; the host's call tally over the component's and the fixture's rounds; then WAL
 /// bytes per stored message, with a reader held open. Returns the table rows, the figures,
 /// and failures (a row count that does not match the 200s).
@@ -229,7 +256,7 @@ pub fn compare(
     let mut fixture = Served::start(&apps.fixture)?;
     // The fixture stores every request, the warm-up's included.
     fixture.stored = 20;
-    let rounds = if opts.quick { 1 } else { 2 };
+    let rounds = opts.rounds;
     let cap = Duration::from_secs_f64(opts.seconds * 2.0);
     // Quick mode's 400 writes take a third of a second at x16: too noisy for a ratio.
     let count = opts
@@ -243,10 +270,15 @@ pub fn compare(
     let mut component_calls = CallCounts::default();
     let mut fixture_calls = CallCounts::default();
     for round in 1..=rounds {
-        // Fresh bodies every round, of the same kind for both.
-        let plan = scenarios::ingest_as(Scenario::Ingest, fresh, count, CONCURRENCY, cap);
-        let m = component.run(&plan);
-        let mut c_row = Row::of(Group::MinimalWrite, &plan, &m);
+        // Fresh bodies every round, of the same kind for both; who goes first alternates, so
+        // a machine growing busier or quieter during the run favours neither.
+        let c_plan = scenarios::ingest_as(Scenario::Ingest, fresh, count, CONCURRENCY, cap);
+        let f_plan =
+            scenarios::ingest_as(Scenario::MinimalWriteIngest, fresh, count, CONCURRENCY, cap);
+        let fixture_first = round % 2 == 0;
+        let f_measured = fixture_first.then(|| fixture.run(&f_plan));
+        let m = component.run(&c_plan);
+        let mut c_row = Row::of(Group::MinimalWrite, &c_plan, &m);
         c_row.round = Some(round);
         c_row.db_locked = Some(phases::locked_lines_since(
             &component.host,
@@ -255,11 +287,8 @@ pub fn compare(
         if round == rounds {
             component_calls = component.settled_calls().since(&component_before);
         }
-
-        let plan =
-            scenarios::ingest_as(Scenario::MinimalWriteIngest, fresh, count, CONCURRENCY, cap);
-        let m = fixture.run(&plan);
-        let mut f_row = Row::of(Group::MinimalWrite, &plan, &m);
+        let m = f_measured.unwrap_or_else(|| fixture.run(&f_plan));
+        let mut f_row = Row::of(Group::MinimalWrite, &f_plan, &m);
         f_row.round = Some(round);
         if round == rounds {
             fixture_calls = fixture.settled_calls().since(&fixture_before);
@@ -423,16 +452,14 @@ pub fn print(f: &Figures) {
             r.share * 100.0
         );
     }
-    let shares: Vec<f64> = f.rounds.iter().map(|r| r.share).collect();
-    if let (Some(lo), Some(hi)) = (
-        shares.iter().copied().reduce(f64::min),
-        shares.iter().copied().reduce(f64::max),
-    ) {
+    if let Some(s) = f.shares() {
         println!(
-            "  ingest x16 share of the minimal-write component: {:.0}%-{:.0}% over {} round(s)",
-            lo * 100.0,
-            hi * 100.0,
-            shares.len()
+            "  ingest x16 share of the minimal-write component: median {:.0}% ({:.0}%-{:.0}% over \
+             {} round(s))",
+            s.median * 100.0,
+            s.low * 100.0,
+            s.high * 100.0,
+            s.rounds
         );
     }
     if let Some(c) = &f.calls_per_webhook {

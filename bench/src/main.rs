@@ -46,6 +46,8 @@ pub struct Options {
     /// Time cap per scenario, seconds.
     pub seconds: f64,
     pub read_concurrency: usize,
+    /// Paired rounds of the minimal-write comparison.
+    pub rounds: usize,
     /// Diagnostic: keep one idle connection to the served database open all run.
     pub hold_db_open: bool,
     #[serde(skip)]
@@ -62,7 +64,7 @@ impl Options {
 
 const USAGE: &str = "usage: webhook-inbox-bench [--quick] [--json FILE] [--explain]
     [--messages N] [--senders N] [--recipients N] [--read-requests N] [--write-requests N]
-    [--seconds S] [--read-concurrency N]
+    [--seconds S] [--read-concurrency N] [--rounds N]
 
   --quick            small data set and counts (CI); fails on any non-200 answer
   --json FILE        also write every figure to FILE
@@ -74,6 +76,8 @@ const USAGE: &str = "usage: webhook-inbox-bench [--quick] [--json FILE] [--expla
   --write-requests N requests per ingest scenario (default 20000; quick 400)
   --seconds S        time cap per scenario (default 10; quick 2)
   --read-concurrency N  connections for read scenarios (default 1)
+  --rounds N         paired rounds of the minimal-write comparison, order alternating; the
+                     target is judged on their median (default 5; quick 1)
   --only A,B         only the scenarios whose name contains A or B (e.g. storage,/stats,ingest);
                      phases: storage, libSQL, minimal-write (the comparison, call counts and
                      WAL bytes), memory (peak RSS of child processes)
@@ -94,6 +98,7 @@ fn parse_args() -> Result<Options> {
         write_requests: if quick { 400 } else { 20_000 },
         seconds: if quick { 2.0 } else { 10.0 },
         read_concurrency: 1,
+        rounds: if quick { 1 } else { 5 },
         hold_db_open: false,
         seed_only: false,
         only: Vec::new(),
@@ -114,6 +119,7 @@ fn parse_args() -> Result<Options> {
             "--write-requests" => o.write_requests = value()?.parse()?,
             "--seconds" => o.seconds = value()?.parse()?,
             "--read-concurrency" => o.read_concurrency = value()?.parse()?,
+            "--rounds" => o.rounds = value()?.parse::<usize>()?.max(1),
             "--only" => o.only = value()?.split(',').map(str::to_owned).collect(),
             "-h" | "--help" => {
                 println!("{USAGE}");

@@ -1,7 +1,16 @@
 //! Metric counters: one multi-row upsert per request, one read per scrape.
+//!
+//! A request that stores a message on a local file writes no counters of its own: its row
+//! in `incoming` carries its latency, measured by SQLite's clock when the storing statement
+//! ran (after any wait for the write lock), and that row stands for the request's counters
+//! (`/webhook` 200, `created`, its latency bucket and sum). Reads add those rows; the fold
+//! adds them to the stored counters. That saves every stored message a second write
+//! transaction. On a libSQL server, whose clock is not the component's, the request writes
+//! its counters after the answer, as every other request does.
 
 use super::{Database, SqlValue, StorageError};
-use crate::metrics::{CounterRow, Delta, Increment, WebhookResult, WEBHOOK_REQUESTS};
+use crate::metrics::{self, CounterRow, Delta, Increment, WebhookResult, WEBHOOK_REQUESTS};
+use crate::routes::Endpoint;
 
 /// The upsert adding `increments` to their rows, as one statement (one transaction when
 /// run on its own, or part of the caller's).
@@ -30,31 +39,96 @@ pub fn record(db: &dyn Database, increments: &[Increment]) -> Result<(), Storage
     db.execute(&sql, &params).map(drop)
 }
 
-/// Every counter row. `created` is counted by the aggregate trigger as messages reach
-/// `messages`; those still in `incoming` are added here, so it always equals the rows stored.
+/// Every counter row, including what the rows waiting in `incoming` stand for: `created` is
+/// counted as messages reach `messages` (the fold), so the rows still in `incoming` are
+/// added here, and so are the requests they carry (see the module's doc). One statement.
 pub fn read_counters(db: &dyn Database) -> Result<Vec<CounterRow>, StorageError> {
     let created = WebhookResult::Created;
     let rows = db.execute(
-        "SELECT name, labels, sum(value) FROM ( \
+        "SELECT * FROM (SELECT name, labels, sum(value) FROM ( \
              SELECT name, labels, value FROM metric_counters \
              UNION ALL SELECT ?, ?, count(*) FROM incoming) \
-         GROUP BY name, labels",
+         GROUP BY name, labels) \
+         UNION ALL SELECT NULL, NULL, latency_ms FROM incoming WHERE latency_ms IS NOT NULL",
         &[
             SqlValue::text(WEBHOOK_REQUESTS),
             SqlValue::text(created.labels()),
         ],
     )?;
-    Ok(rows
-        .iter()
-        .filter_map(|row| match row.as_slice() {
-            [name, labels, value] => Some(CounterRow {
-                name: name.as_str()?.to_owned(),
-                labels: labels.as_str()?.to_owned(),
-                value: value.as_f64()?,
+    let mut counters = Vec::new();
+    let mut latencies = Vec::new();
+    for row in &rows {
+        match row.as_slice() {
+            [SqlValue::Null, SqlValue::Null, latency] => latencies.extend(latency.as_f64()),
+            [name, labels, value] => counters.extend((|| {
+                Some(CounterRow {
+                    name: name.as_str()?.to_owned(),
+                    labels: labels.as_str()?.to_owned(),
+                    value: value.as_f64()?,
+                })
+            })()),
+            _ => {}
+        }
+    }
+    for inc in stored_requests(latencies) {
+        let value = amount(inc.delta);
+        match counters
+            .iter_mut()
+            .find(|c| c.name == inc.name && c.labels == inc.labels)
+        {
+            Some(row) => row.value += value,
+            None => counters.push(CounterRow {
+                name: inc.name.to_owned(),
+                labels: inc.labels,
+                value,
             }),
-            _ => None,
-        })
-        .collect())
+        }
+    }
+    Ok(counters)
+}
+
+/// What the requests that stored messages with these latencies add to the counters, summed
+/// per series. `created` is not among them: it is counted from the rows themselves.
+fn stored_requests(latencies: impl IntoIterator<Item = f64>) -> Vec<Increment> {
+    let mut sums: Vec<Increment> = Vec::new();
+    for latency in latencies {
+        let route = Endpoint::Webhook.path();
+        for inc in metrics::increments(route, 200, latency, Some(WebhookResult::Created)) {
+            match sums
+                .iter_mut()
+                .find(|s| s.name == inc.name && s.labels == inc.labels)
+            {
+                Some(sum) => {
+                    sum.delta = match (sum.delta, inc.delta) {
+                        (Delta::Count(a), Delta::Count(b)) => Delta::Count(a + b),
+                        (a, b) => Delta::Amount(amount(a) + amount(b)),
+                    }
+                }
+                None => sums.push(inc),
+            }
+        }
+    }
+    sums
+}
+
+fn amount(delta: Delta) -> f64 {
+    match delta {
+        Delta::Count(n) => n as f64,
+        Delta::Amount(x) => x,
+    }
+}
+
+/// Adds the requests carried by the rows in `incoming` to the stored counters; part of the
+/// fold, before it empties `incoming`.
+pub(super) fn fold_stored_requests(db: &dyn Database) -> Result<(), StorageError> {
+    let rows = db.execute(
+        "SELECT latency_ms FROM incoming WHERE latency_ms IS NOT NULL",
+        &[],
+    )?;
+    let latencies = rows
+        .iter()
+        .filter_map(|row| row.first().and_then(SqlValue::as_f64));
+    record(db, &stored_requests(latencies))
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

@@ -23,7 +23,7 @@
 //! rows it moved. A row an older version of the component stored straight into `messages`
 //! during a rolling upgrade is therefore counted too.
 
-use super::{Database, SqlValue, StorageError};
+use super::{counters, Database, SqlValue, StorageError};
 
 /// Messages per fold. Reads scan `incoming` in full; at this size that is a few dozen pages.
 pub const FOLD_EVERY: i64 = 256;
@@ -36,7 +36,7 @@ pub fn due(seq: i64) -> bool {
 /// The fold, in order. `?1` is `counted_through` before the fold: the rows above it are
 /// the ones to count. Each statement runs alone (Spin runs only the first statement of a
 /// string), inside one `BEGIN IMMEDIATE` transaction.
-const STEPS: [&str; 8] = [
+const STEPS: [&str; 7] = [
     // New rows get numbers above every counted one, even if the highest rows were deleted
     // (SQLite would hand their numbers out again).
     "INSERT INTO messages \
@@ -91,7 +91,6 @@ const STEPS: [&str; 8] = [
      ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
     "UPDATE fold_state SET counted_through = \
          max(?1, coalesce((SELECT max(seq) FROM messages), 0)) WHERE id = 1",
-    "DELETE FROM incoming",
 ];
 
 /// Moves every row of `incoming` into `messages` and counts every uncounted row, in one
@@ -105,9 +104,10 @@ pub fn fold(db: &dyn Database) -> Result<(), StorageError> {
             .ok_or_else(|| StorageError::other("fold_state has no row"))?;
         let counted = [SqlValue::Integer(counted)];
         for step in STEPS {
-            let params: &[SqlValue] = if step.contains("?1") { &counted } else { &[] };
-            db.execute(step, params)?;
+            db.execute(step, &counted)?;
         }
+        counters::fold_stored_requests(db)?;
+        db.execute("DELETE FROM incoming", &[])?;
         db.execute("COMMIT", &[]).map(drop)
     })();
     if folded.is_err() {

@@ -14,13 +14,16 @@ pub enum Inserted {
 /// Stores `msg` unless its `message_id` exists (first write wins), and tells whether it
 /// was new. See [`store`].
 pub fn insert_message(db: &dyn Database, msg: &NewMessage) -> Result<Inserted, StorageError> {
-    store(db, msg).map(|(inserted, _)| inserted)
+    store(db, msg, None).map(|(inserted, _)| inserted)
 }
 
 /// Stores `msg` unless its `message_id` exists (first write wins): one autocommit statement
 /// that adds a row to `incoming` (see `migrations.sql`), so the write lock is held only while
 /// SQLite runs it, never across a round trip between the component and its host. Returns
 /// the new row's place in `incoming` as well, which tells when to fold ([`super::fold`]).
+///
+/// With `request_started` (Unix time in milliseconds, on the clock SQLite also reads) the
+/// row also counts the storing request's metrics (see [`super::counters`]).
 ///
 /// The statement also checks the schema version itself, which saves every request a round
 /// trip: it stores nothing on an older schema. (One without `incoming` fails it with
@@ -31,9 +34,10 @@ pub fn insert_message(db: &dyn Database, msg: &NewMessage) -> Result<Inserted, S
 pub(super) fn store(
     db: &dyn Database,
     msg: &NewMessage,
+    request_started: Option<f64>,
 ) -> Result<(Inserted, Option<i64>), StorageError> {
     for _ in 0..2 {
-        if let Some(seq) = insert_if_new(db, msg)? {
+        if let Some(seq) = insert_if_new(db, msg, request_started)? {
             return Ok((Inserted::Created, Some(seq)));
         }
         if message_exists(db, &msg.message_id)? {
@@ -59,12 +63,18 @@ fn message_exists(db: &dyn Database, message_id: &str) -> Result<bool, StorageEr
 /// The new row's `incoming.seq`, or `None` when nothing was stored (a duplicate, or an
 /// older schema). The write takes SQLite's write lock before it reads, so the check against
 /// `messages` and the insert see the same state: no fold or other writer can slip between.
-fn insert_if_new(db: &dyn Database, msg: &NewMessage) -> Result<Option<i64>, StorageError> {
+fn insert_if_new(
+    db: &dyn Database,
+    msg: &NewMessage,
+    request_started: Option<f64>,
+) -> Result<Option<i64>, StorageError> {
+    // 'now' is read once per statement, when it runs: after any wait for the write lock.
     let returned = db.execute(
         &format!(
             "INSERT INTO incoming \
-             (message_id, sender, recipient, ts, ts_key, body_text, text_folded) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 \
+             (message_id, sender, recipient, ts, ts_key, body_text, text_folded, latency_ms) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+                    max(0.0, (julianday('now') - 2440587.5) * 86400000.0 - ?8) \
              WHERE (SELECT user_version FROM pragma_user_version) >= {} \
              AND NOT EXISTS (SELECT 1 FROM messages WHERE message_id = ?1) \
              ON CONFLICT (message_id) DO NOTHING RETURNING seq",
@@ -78,6 +88,7 @@ fn insert_if_new(db: &dyn Database, msg: &NewMessage) -> Result<Option<i64>, Sto
             SqlValue::text(msg.ts_key.as_str()),
             msg.text.clone().map_or(SqlValue::Null, SqlValue::Text),
             msg.folded_text().map_or(SqlValue::Null, SqlValue::Text),
+            request_started.map_or(SqlValue::Null, SqlValue::Real),
         ],
     )?;
     Ok(first_value(&returned).and_then(SqlValue::as_i64))
@@ -460,8 +471,20 @@ mod tests {
         let mut session = crate::storage::Session::new(move || {
             Ok(Box::new(TestDb::open(&path)) as Box<dyn Database>)
         });
-        assert_eq!(session.insert_message(&m3).unwrap(), Inserted::Created);
-        assert_eq!(session.insert_message(&m3).unwrap(), Inserted::Duplicate);
+        assert_eq!(
+            session
+                .insert_message(&m3, std::time::SystemTime::now())
+                .map(|s| s.inserted)
+                .unwrap(),
+            Inserted::Created
+        );
+        assert_eq!(
+            session
+                .insert_message(&m3, std::time::SystemTime::now())
+                .map(|s| s.inserted)
+                .unwrap(),
+            Inserted::Duplicate
+        );
         assert_eq!(schema::user_version(&db).unwrap(), schema::SCHEMA_VERSION);
         for _ in 0..2 {
             check_against_reference(

@@ -25,7 +25,23 @@ use super::{schema, Database};
 use crate::metrics::{CounterRow, Increment};
 use crate::payload::NewMessage;
 use crate::query::MessageQuery;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+/// What storing a message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub inserted: Inserted,
+    /// The stored row also counts the request's metrics; record none for it.
+    pub counted_request: bool,
+}
+
+fn unix_ms(moment: SystemTime) -> f64 {
+    moment
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+        * 1000.0
+}
 
 /// What the connection reaches, as far as a session has found out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,11 +136,24 @@ impl<'a> Session<'a> {
         self.backend
     }
 
-    /// Stores a message once (see [`messages::insert_message`]).
-    pub fn insert_message(&mut self, msg: &NewMessage) -> Result<Inserted, StorageError> {
-        let (inserted, seq) = self.run(Access::Write, |db| messages::store(db, msg))?;
+    /// Stores a message once (see [`messages::insert_message`]). On a local file, a new
+    /// message's row also counts the storing request, which started at `request_started`
+    /// (see [`super::counters`]); [`Stored::counted_request`] says whether it did.
+    pub fn insert_message(
+        &mut self,
+        msg: &NewMessage,
+        request_started: SystemTime,
+    ) -> Result<Stored, StorageError> {
+        // Applying the write's settings tells which backend this is.
+        self.ready_for(Access::Write)?;
+        let local = self.backend == Backend::LocalFile;
+        let started = local.then(|| unix_ms(request_started));
+        let (inserted, seq) = self.run(Access::Write, |db| messages::store(db, msg, started))?;
         self.fold_due = seq.is_some_and(fold::due);
-        Ok(inserted)
+        Ok(Stored {
+            inserted,
+            counted_request: local && inserted == Inserted::Created,
+        })
     }
 
     /// Folds `incoming` into `messages` if this session's write filled a batch; for after
@@ -295,7 +324,10 @@ mod tests {
         let recorder = Recorder::new(TestDb::open(&path));
         let mut session = Session::new(|| Ok(Box::new(recorder.clone()) as Box<dyn Database>));
         assert_eq!(
-            session.insert_message(&message("m1")).unwrap(),
+            session
+                .insert_message(&message("m1"), std::time::SystemTime::now())
+                .map(|s| s.inserted)
+                .unwrap(),
             Inserted::Created
         );
         assert_eq!(session.backend(), Backend::LocalFile);
@@ -312,7 +344,10 @@ mod tests {
         assert_eq!(db.journal_mode(), "wal");
         // The next write in the same session sends no setting again.
         let before = recorder.statements().len();
-        session.insert_message(&message("m2")).unwrap();
+        session
+            .insert_message(&message("m2"), std::time::SystemTime::now())
+            .map(|s| s.inserted)
+            .unwrap();
         assert!(recorder.statements()[before..]
             .iter()
             .all(|s| !s.starts_with("PRAGMA")));
@@ -333,14 +368,20 @@ mod tests {
         }
         let mut early = session_on(&db.path());
         assert_eq!(
-            early.insert_message(&message("m1")).unwrap(),
+            early
+                .insert_message(&message("m1"), std::time::SystemTime::now())
+                .map(|s| s.inserted)
+                .unwrap(),
             Inserted::Duplicate
         );
         assert!(!early.fold_if_due().unwrap(), "a duplicate fills nothing");
 
         let mut filling = session_on(&db.path());
         assert_eq!(
-            filling.insert_message(&message("last")).unwrap(),
+            filling
+                .insert_message(&message("last"), std::time::SystemTime::now())
+                .map(|s| s.inserted)
+                .unwrap(),
             Inserted::Created
         );
         assert_eq!(fold::pending(&db).unwrap(), fold::FOLD_EVERY);
@@ -354,7 +395,9 @@ mod tests {
 
         // `incoming` counts from 1 again: the next write folds nothing.
         let mut next = session_on(&db.path());
-        next.insert_message(&message("after")).unwrap();
+        next.insert_message(&message("after"), std::time::SystemTime::now())
+            .map(|s| s.inserted)
+            .unwrap();
         assert!(!next.fold_if_due().unwrap());
         assert_eq!(fold::pending(&db).unwrap(), 1);
     }
@@ -368,12 +411,17 @@ mod tests {
         assert_eq!(db.journal_mode(), "delete");
         for i in 1..fold::FOLD_EVERY {
             let mut session = session_on(&db.path());
-            session.insert_message(&message(&format!("m{i}"))).unwrap();
+            session
+                .insert_message(&message(&format!("m{i}")), std::time::SystemTime::now())
+                .unwrap();
             assert!(!session.fold_if_due().unwrap());
         }
         assert_eq!(db.journal_mode(), "delete", "no per-write journal pragma");
         let mut filling = session_on(&db.path());
-        filling.insert_message(&message("last")).unwrap();
+        filling
+            .insert_message(&message("last"), std::time::SystemTime::now())
+            .map(|s| s.inserted)
+            .unwrap();
         assert!(filling.fold_if_due().unwrap());
         assert_eq!(TestDb::open(&db.path()).journal_mode(), "wal");
     }
@@ -429,11 +477,17 @@ mod tests {
         let recorder = Recorder::new(RefusesLocalSettings(TestDb::open(&db.path())));
         let mut session = Session::new(|| Ok(Box::new(recorder.clone()) as Box<dyn Database>));
         assert_eq!(
-            session.insert_message(&message("m1")).unwrap(),
+            session
+                .insert_message(&message("m1"), std::time::SystemTime::now())
+                .map(|s| s.inserted)
+                .unwrap(),
             Inserted::Created
         );
         assert_eq!(
-            session.insert_message(&message("m1")).unwrap(),
+            session
+                .insert_message(&message("m1"), std::time::SystemTime::now())
+                .map(|s| s.inserted)
+                .unwrap(),
             Inserted::Duplicate
         );
         session.record(&[]).unwrap();
@@ -445,6 +499,57 @@ mod tests {
             .collect();
         assert_eq!(pragmas.len(), 1, "the probe is sent once per session");
         assert_eq!(session.stats().unwrap().total_messages, 1);
+    }
+
+    /// On a local file the stored row stands for its request's counters, measured by
+    /// SQLite's clock from the request's start; on a server the request records them itself.
+    #[test]
+    fn a_new_message_on_a_local_file_carries_its_requests_counters() {
+        use crate::metrics::{LATENCY_BUCKET, LATENCY_SUM};
+        let db = TestDb::new();
+        prepare(&db).unwrap();
+        let started = SystemTime::now() - Duration::from_millis(30);
+        let mut local = session_on(&db.path());
+        let stored = local.insert_message(&message("m1"), started).unwrap();
+        assert_eq!(
+            (stored.inserted, stored.counted_request),
+            (Inserted::Created, true)
+        );
+        let again = local.insert_message(&message("m1"), started).unwrap();
+        assert_eq!(
+            (again.inserted, again.counted_request),
+            (Inserted::Duplicate, false)
+        );
+
+        let server = Recorder::new(RefusesLocalSettings(TestDb::open(&db.path())));
+        let mut remote = Session::new(|| Ok(Box::new(server.clone()) as Box<dyn Database>));
+        let stored = remote.insert_message(&message("m2"), started).unwrap();
+        assert_eq!(
+            (stored.inserted, stored.counted_request),
+            (Inserted::Created, false)
+        );
+
+        for folded in [false, true] {
+            let rows = counters::read_counters(&db).unwrap();
+            let value = |name: &str, labels: &str| -> f64 {
+                rows.iter()
+                    .filter(|r| r.name == name && r.labels == labels)
+                    .map(|r| r.value)
+                    .sum()
+            };
+            let requests = r#"path="/webhook",status="200""#;
+            assert_eq!(
+                value(crate::metrics::HTTP_REQUESTS, requests),
+                1.0,
+                "{folded}"
+            );
+            assert_eq!(value(LATENCY_BUCKET, r#"le="50""#), 1.0, "{folded}");
+            let latency = value(LATENCY_SUM, "");
+            assert!((29.0..1000.0).contains(&latency), "{latency} ms, {folded}");
+            let created = crate::metrics::WebhookResult::Created.labels();
+            assert_eq!(value(crate::metrics::WEBHOOK_REQUESTS, &created), 2.0);
+            fold::fold(&db).unwrap();
+        }
     }
 
     /// A database whose write lock is taken for its first `busy` inserts.
@@ -480,7 +585,10 @@ mod tests {
         };
         let mut session = Session::new(|| Ok(Box::new(server) as Box<dyn Database>));
         assert_eq!(
-            session.insert_message(&message("m1")).unwrap(),
+            session
+                .insert_message(&message("m1"), std::time::SystemTime::now())
+                .map(|s| s.inserted)
+                .unwrap(),
             Inserted::Created
         );
         assert_eq!(session.stats().unwrap().total_messages, 1);
@@ -496,7 +604,10 @@ mod tests {
             busy: std::cell::Cell::new(1),
         };
         let mut session = Session::new(|| Ok(Box::new(local) as Box<dyn Database>));
-        let err = session.insert_message(&message("m1")).unwrap_err();
+        let err = session
+            .insert_message(&message("m1"), std::time::SystemTime::now())
+            .map(|s| s.inserted)
+            .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Busy);
         assert_eq!(session.backend(), Backend::LocalFile);
     }
@@ -509,7 +620,10 @@ mod tests {
             Err(StorageError::from_text("unable to open database file"))
         });
         assert!(session.stats().is_err());
-        assert!(session.insert_message(&message("m1")).is_err());
+        assert!(session
+            .insert_message(&message("m1"), std::time::SystemTime::now())
+            .map(|s| s.inserted)
+            .is_err());
         assert_eq!(opened.get(), 1);
     }
 }

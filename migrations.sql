@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS recipient_counts (
     messages  INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- `senders` and the first/last columns were kept by versions 1 and 2; since version 3 the
+-- reads take them from sender_counts and the (ts_key, message_id) index, and they are unused.
 CREATE TABLE IF NOT EXISTS inbox_totals (
     id        INTEGER PRIMARY KEY CHECK (id = 1),
     messages  INTEGER NOT NULL,

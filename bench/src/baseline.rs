@@ -1,8 +1,8 @@
 //! The storage limit: single-row insert transactions straight into SQLite, with the
-//! component's pragmas (WAL, synchronous=NORMAL, busy_timeout) and schema (triggers included),
-//! either on one long-lived connection per thread, or on a new connection per transaction,
-//! which is what Spin gives a component (each request opens its own). Runs the component's own `insert_message`: one autocommit
-//! `INSERT ... RETURNING` whose trigger updates the aggregates.
+//! component's settings (WAL, synchronous=NORMAL) and schema, either on one long-lived
+//! connection per thread, or on a new connection per transaction, which is what Spin gives
+//! a component (each request opens its own). Runs the component's own `insert_message`: one
+//! autocommit `INSERT ... RETURNING` into `incoming` (no folds: those run after the answer).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

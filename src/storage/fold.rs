@@ -46,33 +46,8 @@ const STEPS: [&str; 7] = [
             message_id, sender, recipient, ts, ts_key, body_text, text_folded \
      FROM incoming WHERE true ORDER BY seq \
      ON CONFLICT (message_id) DO NOTHING",
-    // Totals before the sender counts, which tell which senders are new. First and last
-    // keep the earliest-stored row on a tie, as the reads do.
-    "UPDATE inbox_totals SET \
-         messages  = messages + new.n, \
-         senders   = senders + new.new_senders, \
-         first_ts  = CASE WHEN first_key IS NULL OR new.lo_key < first_key \
-                          THEN new.lo_ts ELSE first_ts END, \
-         first_key = CASE WHEN first_key IS NULL OR new.lo_key < first_key \
-                          THEN new.lo_key ELSE first_key END, \
-         last_ts   = CASE WHEN last_key IS NULL OR new.hi_key > last_key \
-                          THEN new.hi_ts ELSE last_ts END, \
-         last_key  = CASE WHEN last_key IS NULL OR new.hi_key > last_key \
-                          THEN new.hi_key ELSE last_key END \
-     FROM (SELECT count(*) AS n, \
-                  (SELECT count(DISTINCT m.sender) FROM messages AS m WHERE m.seq > ?1 \
-                   AND NOT EXISTS (SELECT 1 FROM sender_counts AS s WHERE s.sender = m.sender)) \
-                      AS new_senders, \
-                  (SELECT ts_key FROM messages WHERE seq > ?1 ORDER BY ts_key, seq LIMIT 1) \
-                      AS lo_key, \
-                  (SELECT ts FROM messages WHERE seq > ?1 ORDER BY ts_key, seq LIMIT 1) \
-                      AS lo_ts, \
-                  (SELECT ts_key FROM messages WHERE seq > ?1 \
-                   ORDER BY ts_key DESC, seq LIMIT 1) AS hi_key, \
-                  (SELECT ts FROM messages WHERE seq > ?1 \
-                   ORDER BY ts_key DESC, seq LIMIT 1) AS hi_ts \
-           FROM messages WHERE seq > ?1) AS new \
-     WHERE id = 1 AND new.n > 0",
+    "UPDATE inbox_totals SET messages = messages + (SELECT count(*) FROM messages WHERE seq > ?1) \
+     WHERE id = 1",
     "INSERT INTO sender_counts (sender, messages) \
      SELECT sender, count(*) FROM messages WHERE seq > ?1 GROUP BY sender \
      ON CONFLICT (sender) DO UPDATE SET messages = messages + excluded.messages",

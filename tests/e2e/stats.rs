@@ -45,8 +45,8 @@ fn top_ten_of_fifteen_senders_with_ties_and_instants(backend: Backend) {
     assert_eq!(stats["senders_count"], 15);
     assert_eq!(stats["first_message_ts"], "2025-01-15T09:59:59.999Z");
     assert_eq!(
-        stats["last_message_ts"], "2025-01-15T11:00:00Z",
-        "first of equal instants kept"
+        stats["last_message_ts"], "2025-01-15T11:00:00.000Z",
+        "of equal instants, the last in the list's order (by message_id)"
     );
     let top: Vec<String> = stats["messages_per_sender"]
         .as_array()

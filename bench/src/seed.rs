@@ -29,9 +29,13 @@ impl Seeded {
     }
 }
 
-/// Where the database for `shape` is cached; the name changes with the schema and generator.
+/// Where the database for `shape` is cached; the name changes with the schema, the fold
+/// and the generator.
 pub fn cache_path(repo: &Path, shape: Shape) -> PathBuf {
-    let schema = Sha256::digest(storage::schema_statements().join("\n"));
+    // The file's content follows from the schema and from the fold that fills it.
+    let mut sql = storage::schema_statements();
+    sql.extend(storage::fold_statements().iter().map(|s| s.to_string()));
+    let schema = Sha256::digest(sql.join("\n"));
     let name = format!(
         "inbox-g{GENERATOR_VERSION}-schema{}-{}-{}m-{}s-{}r.db",
         &hex::encode(schema)[..12],

@@ -342,7 +342,7 @@ pub fn stats(db: &dyn Database) -> Result<Stats, StorageError> {
          SELECT \
              (SELECT messages FROM inbox_totals WHERE id = 1) \
                  + (SELECT count(*) FROM incoming), \
-             (SELECT count(*) FROM sender_counts) + (SELECT count(*) FROM new \
+             (SELECT senders FROM inbox_totals WHERE id = 1) + (SELECT count(*) FROM new \
                  WHERE NOT EXISTS (SELECT 1 FROM sender_counts WHERE sender = new.sender)), \
              (SELECT ts FROM ( \
                  SELECT * FROM (SELECT ts_key, message_id, ts FROM messages INDEXED BY messages_by_ts \

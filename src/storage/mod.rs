@@ -14,7 +14,7 @@ mod session;
 
 pub use counters::{read_counters, record};
 pub use error::{ErrorKind, StorageError};
-pub use fold::{fold, pending as pending_fold, FOLD_EVERY};
+pub use fold::{fold, statements as fold_statements, FOLD_EVERY};
 pub use messages::{
     insert_message, list_messages, stats, Inserted, MessagePage, Stats, StoredMessage,
 };

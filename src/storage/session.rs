@@ -65,6 +65,10 @@ pub enum Backend {
 /// dropping it raised ingest at 16 connections from 58% to 63% of the minimal write.
 pub const LOCK_WAIT_MS: u32 = 5_000;
 
+/// How long a request that finds the schema missing or old waits for the write lock while
+/// one of many concurrent first requests creates it (see `check_schema`).
+const FIRST_USE_LOCK_WAIT_MS: u32 = 10_000;
+
 /// Sets what a write on a local SQLite file needs, and tells which backend this is.
 ///
 /// The one setting doubles as the probe: the libSQL client refuses every local-file pragma
@@ -220,6 +224,10 @@ impl<'a> Session<'a> {
             let local = self.backend == Backend::LocalFile;
             let db = self.connection()?;
             if local {
+                // The first requests to a fresh file all queue behind the one that creates
+                // the schema; give them longer than Spin's 5 s on a loaded machine. Only
+                // here: a rare path, so no other write pays for the statement.
+                db.execute(&format!("PRAGMA busy_timeout = {FIRST_USE_LOCK_WAIT_MS}"), &[])?;
                 apply_wal(db)?;
             }
             schema::ensure(db)?;

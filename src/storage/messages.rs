@@ -321,56 +321,81 @@ pub struct Stats {
 /// Number of senders `/stats` lists.
 pub const TOP_SENDERS: u32 = 10;
 
-/// Reads the maintained aggregates and adds the few rows still in `incoming`, in one
-/// statement (no scan of `messages`).
+/// Reads the maintained aggregates and the few rows still in `incoming`, in one statement
+/// (no scan of `messages`), and adds them up.
 ///
-/// The top senders: counts only grow, so a sender outside the stored top ten with no new
-/// messages stays behind all ten of them; the top ten are among the stored top ten and the
-/// senders of new messages. First and last are the first and last messages in the order of
-/// `GET /messages` (instant, then `message_id`): one index entry each, so the fold need not
-/// keep them.
+/// The statement returns rows of four kinds: the stored totals, the stored top ten, one row
+/// per sender in `incoming` (with its stored count), and the first and last messages. Counts
+/// only grow, so a sender outside the stored top ten with no new messages stays behind all
+/// ten of them: the top ten are among the stored top ten and the new messages' senders.
+/// First and last are the first and last messages in the order of `GET /messages` (instant,
+/// then `message_id`): one index entry each, so the fold need not keep them.
 pub fn stats(db: &dyn Database) -> Result<Stats, StorageError> {
     let rows: Rows = db.execute(
-        "WITH new AS MATERIALIZED (SELECT sender, count(*) AS n FROM incoming GROUP BY sender), \
-         candidates AS ( \
-             SELECT c.sender, c.messages + coalesce((SELECT n FROM new WHERE sender = c.sender), 0) AS n \
-             FROM (SELECT sender, messages FROM sender_counts ORDER BY messages DESC, sender \
-                   LIMIT ?1) AS c \
-             UNION \
-             SELECT new.sender, new.n + coalesce( \
-                 (SELECT messages FROM sender_counts WHERE sender = new.sender), 0) FROM new) \
-         SELECT \
-             (SELECT messages FROM inbox_totals WHERE id = 1) \
-                 + (SELECT count(*) FROM incoming), \
-             (SELECT senders FROM inbox_totals WHERE id = 1) + (SELECT count(*) FROM new \
-                 WHERE NOT EXISTS (SELECT 1 FROM sender_counts WHERE sender = new.sender)), \
-             (SELECT ts FROM ( \
-                 SELECT * FROM (SELECT ts_key, message_id, ts FROM messages INDEXED BY messages_by_ts \
-                                ORDER BY ts_key, message_id LIMIT 1) \
-                 UNION ALL SELECT ts_key, message_id, ts FROM incoming) \
-              ORDER BY ts_key, message_id LIMIT 1), \
-             (SELECT ts FROM ( \
-                 SELECT * FROM (SELECT ts_key, message_id, ts FROM messages INDEXED BY messages_by_ts \
-                                ORDER BY ts_key DESC, message_id DESC LIMIT 1) \
-                 UNION ALL SELECT ts_key, message_id, ts FROM incoming) \
-              ORDER BY ts_key DESC, message_id DESC LIMIT 1), \
-             top.sender, top.n \
-         FROM (SELECT 1) \
-         LEFT JOIN (SELECT sender, n FROM candidates ORDER BY n DESC, sender LIMIT ?1) AS top \
-         ORDER BY top.n DESC, top.sender",
+        "SELECT 0, NULL, messages + (SELECT count(*) FROM incoming), senders \
+         FROM inbox_totals WHERE id = 1 \
+         UNION ALL SELECT * FROM (SELECT 1, sender, messages, NULL FROM sender_counts \
+                                  ORDER BY messages DESC, sender LIMIT ?1) \
+         UNION ALL SELECT 2, i.sender, count(*), \
+                          (SELECT messages FROM sender_counts WHERE sender = i.sender) \
+                   FROM incoming AS i GROUP BY i.sender \
+         UNION ALL SELECT 3, ts, ts_key, message_id FROM ( \
+             SELECT * FROM (SELECT ts, ts_key, message_id FROM messages INDEXED BY messages_by_ts \
+                            ORDER BY ts_key, message_id LIMIT 1) \
+             UNION ALL SELECT * FROM (SELECT ts, ts_key, message_id FROM messages \
+                            INDEXED BY messages_by_ts ORDER BY ts_key DESC, message_id DESC LIMIT 1) \
+             UNION ALL SELECT ts, ts_key, message_id FROM incoming)",
         &[SqlValue::Integer(i64::from(TOP_SENDERS))],
     )?;
-    let cell = |i: usize| rows.first().and_then(|row| row.get(i));
-    Ok(Stats {
-        total_messages: cell(0).and_then(SqlValue::as_i64).unwrap_or(0),
-        senders_count: cell(1).and_then(SqlValue::as_i64).unwrap_or(0),
-        first_message_ts: cell(2).and_then(SqlValue::as_str).map(str::to_owned),
-        last_message_ts: cell(3).and_then(SqlValue::as_str).map(str::to_owned),
-        top_senders: rows
-            .iter()
-            .filter_map(|row| Some((row.get(4)?.as_str()?.to_owned(), row.get(5)?.as_i64()?)))
-            .collect(),
-    })
+    let mut stats = Stats {
+        total_messages: 0,
+        senders_count: 0,
+        top_senders: Vec::new(),
+        first_message_ts: None,
+        last_message_ts: None,
+    };
+    let mut stored_top: Vec<(String, i64)> = Vec::new();
+    let mut new_senders: Vec<(String, i64)> = Vec::new();
+    let mut first: Option<(&str, &str, &str)> = None;
+    let mut last: Option<(&str, &str, &str)> = None;
+    for row in &rows {
+        let text = |i: usize| row.get(i).and_then(SqlValue::as_str);
+        let int = |i: usize| row.get(i).and_then(SqlValue::as_i64);
+        match (int(0), text(1)) {
+            (Some(0), _) => {
+                stats.total_messages += int(2).unwrap_or(0);
+                stats.senders_count += int(3).unwrap_or(0);
+            }
+            (Some(1), Some(sender)) => stored_top.push((sender.to_owned(), int(2).unwrap_or(0))),
+            (Some(2), Some(sender)) => {
+                // No stored count: a sender the stored figures do not know yet.
+                let stored = int(3);
+                stats.senders_count += i64::from(stored.is_none());
+                new_senders.push((sender.to_owned(), stored.unwrap_or(0) + int(2).unwrap_or(0)));
+            }
+            (Some(3), Some(ts)) => {
+                let (Some(key), Some(id)) = (text(2), text(3)) else {
+                    continue;
+                };
+                if first.is_none_or(|(k, i, _)| (key, id) < (k, i)) {
+                    first = Some((key, id, ts));
+                }
+                if last.is_none_or(|(k, i, _)| (key, id) > (k, i)) {
+                    last = Some((key, id, ts));
+                }
+            }
+            _ => {}
+        }
+    }
+    stored_top.retain(|(sender, _)| !new_senders.iter().any(|(s, _)| s == sender));
+    let mut counts = stored_top;
+    counts.append(&mut new_senders);
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    counts.truncate(TOP_SENDERS as usize);
+    stats.top_senders = counts;
+    stats.first_message_ts = first.map(|(_, _, ts)| ts.to_owned());
+    stats.last_message_ts = last.map(|(_, _, ts)| ts.to_owned());
+    Ok(stats)
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

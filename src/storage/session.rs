@@ -227,7 +227,10 @@ impl<'a> Session<'a> {
                 // The first requests to a fresh file all queue behind the one that creates
                 // the schema; give them longer than Spin's 5 s on a loaded machine. Only
                 // here: a rare path, so no other write pays for the statement.
-                db.execute(&format!("PRAGMA busy_timeout = {FIRST_USE_LOCK_WAIT_MS}"), &[])?;
+                db.execute(
+                    &format!("PRAGMA busy_timeout = {FIRST_USE_LOCK_WAIT_MS}"),
+                    &[],
+                )?;
                 apply_wal(db)?;
             }
             schema::ensure(db)?;

@@ -1,6 +1,6 @@
 //! Messages: the idempotent insert, filtered listing, and the stats read.
 
-use super::{first_value, schema, Database, Rows, SqlValue, StorageError};
+use super::{first_value, Database, Rows, SqlValue, StorageError};
 use crate::payload::NewMessage;
 use crate::query::{Cursor, MessageQuery};
 
@@ -25,43 +25,23 @@ pub fn insert_message(db: &dyn Database, msg: &NewMessage) -> Result<Inserted, S
 /// With `request_started` (Unix time in milliseconds, on the clock SQLite also reads) the
 /// row also counts the storing request's metrics (see [`super::counters`]).
 ///
-/// The statement also checks the schema version itself, which saves every request a round
-/// trip: it stores nothing on an older schema. (One without `incoming` fails it with
-/// [`super::ErrorKind::MissingSchema`], which the session answers by applying the schema.) When no row came back, a duplicate is reported only if the row is
-/// there to see; otherwise the schema is brought up to date and the insert tried again. A
-/// 200 is never given for a message that was not stored, even while another instance
-/// upgrades the schema.
+/// No row back means the `message_id` is already stored, in `incoming` or in `messages`:
+/// a duplicate, with no second statement to confirm it. The table itself is the schema
+/// check: a database older than version 3 has no `incoming`, so there the insert fails with
+/// [`super::ErrorKind::MissingSchema`], which the session answers by applying the schema and
+/// inserting again. A 200 is never given for a message that was not stored.
 pub(super) fn store(
     db: &dyn Database,
     msg: &NewMessage,
     request_started: Option<f64>,
 ) -> Result<(Inserted, Option<i64>), StorageError> {
-    for _ in 0..2 {
-        if let Some(seq) = insert_if_new(db, msg, request_started)? {
-            return Ok((Inserted::Created, Some(seq)));
-        }
-        if message_exists(db, &msg.message_id)? {
-            return Ok((Inserted::Duplicate, None));
-        }
-        schema::ensure(db)?;
-    }
-    Err(StorageError::other(format!(
-        "message not stored: the schema is not at version {}",
-        schema::SCHEMA_VERSION
-    )))
+    Ok(match insert_if_new(db, msg, request_started)? {
+        Some(seq) => (Inserted::Created, Some(seq)),
+        None => (Inserted::Duplicate, None),
+    })
 }
 
-fn message_exists(db: &dyn Database, message_id: &str) -> Result<bool, StorageError> {
-    let rows = db.execute(
-        "SELECT 1 FROM messages WHERE message_id = ?1 \
-         UNION ALL SELECT 1 FROM incoming WHERE message_id = ?1",
-        &[SqlValue::text(message_id)],
-    )?;
-    Ok(!rows.is_empty())
-}
-
-/// The new row's `incoming.seq`, or `None` when nothing was stored (a duplicate, or an
-/// older schema). The write takes SQLite's write lock before it reads, so the check against
+/// The new row's `incoming.seq`, or `None` when the `message_id` is already stored. The write takes SQLite's write lock before it reads, so the check against
 /// `messages` and the insert see the same state: no fold or other writer can slip between.
 fn insert_if_new(
     db: &dyn Database,
@@ -70,16 +50,12 @@ fn insert_if_new(
 ) -> Result<Option<i64>, StorageError> {
     // 'now' is read once per statement, when it runs: after any wait for the write lock.
     let returned = db.execute(
-        &format!(
-            "INSERT INTO incoming \
-             (message_id, sender, recipient, ts, ts_key, body_text, text_folded, latency_ms) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, \
-                    max(0.0, (julianday('now') - 2440587.5) * 86400000.0 - ?8) \
-             WHERE (SELECT user_version FROM pragma_user_version) >= {} \
-             AND NOT EXISTS (SELECT 1 FROM messages WHERE message_id = ?1) \
-             ON CONFLICT (message_id) DO NOTHING RETURNING seq",
-            schema::SCHEMA_VERSION
-        ),
+        "INSERT INTO incoming \
+         (message_id, sender, recipient, ts, ts_key, body_text, text_folded, latency_ms) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+                max(0.0, (julianday('now') - 2440587.5) * 86400000.0 - ?8) \
+         WHERE NOT EXISTS (SELECT 1 FROM messages WHERE message_id = ?1) \
+         ON CONFLICT (message_id) DO NOTHING RETURNING seq",
         &[
             SqlValue::text(msg.message_id.as_str()),
             SqlValue::text(msg.from.as_str()),
@@ -520,7 +496,10 @@ mod tests {
                 .unwrap(),
             Inserted::Duplicate
         );
-        assert_eq!(schema::user_version(&db).unwrap(), schema::SCHEMA_VERSION);
+        assert_eq!(
+            crate::storage::schema_version(&db).unwrap(),
+            crate::storage::SCHEMA_VERSION
+        );
         for _ in 0..2 {
             check_against_reference(
                 &db,
@@ -563,37 +542,6 @@ mod tests {
             )
             .unwrap();
         assert_eq!((counted, max_seq), (4, 4));
-    }
-
-    /// Another instance upgrades the schema between this insert (refused by the version
-    /// guard) and its next statement: the message must still be stored, not called a
-    /// duplicate.
-    #[test]
-    fn an_upgrade_racing_the_insert_never_loses_the_message() {
-        struct UpgradedMidway<'a> {
-            db: &'a TestDb,
-            other: TestDb,
-            done: std::cell::Cell<bool>,
-        }
-        impl Database for UpgradedMidway<'_> {
-            fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<Rows, StorageError> {
-                let rows = self.db.execute(sql, params)?;
-                if sql.contains("pragma_user_version") && !self.done.replace(true) {
-                    schema::ensure(&self.other)?;
-                }
-                Ok(rows)
-            }
-        }
-        let db = fresh();
-        db.conn().execute_batch("PRAGMA user_version = 1").unwrap();
-        let racing = UpgradedMidway {
-            db: &db,
-            other: TestDb::open(std::path::Path::new(db.conn().path().unwrap())),
-            done: std::cell::Cell::new(false),
-        };
-        let m = msg("m1", "+1", "+2", "2025-01-15T10:00:00Z", None);
-        assert_eq!(insert_message(&racing, &m).unwrap(), Inserted::Created);
-        assert_eq!(ids(&db, "").0, ["m1"]);
     }
 
     #[test]

@@ -197,7 +197,13 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
     let mut headers = vec![
         ("content-type", outcome.content_type.to_owned()),
         ("content-length", body.len().to_string()),
+        // Every answer is JSON or Prometheus text: browsers must not guess otherwise.
+        ("x-content-type-options", "nosniff".to_owned()),
     ];
+    if matches!(route, Route::Found(endpoint) if endpoint.serves_data()) {
+        // Phone numbers and message text must not sit in shared or browser caches.
+        headers.push(("cache-control", "no-store".to_owned()));
+    }
     headers.append(&mut outcome.headers);
     headers.push(("x-request-id", request_id.clone()));
     Handled {

@@ -31,6 +31,15 @@ impl Endpoint {
         }
     }
 
+    /// The endpoints that serve stored data (messages, counts, counters): their answers must
+    /// not be kept by caches (`Cache-Control: no-store`).
+    pub fn serves_data(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Messages | Endpoint::Stats | Endpoint::Metrics
+        )
+    }
+
     pub fn method(self) -> &'static str {
         match self {
             Endpoint::Webhook => "POST",
@@ -92,5 +101,17 @@ mod tests {
         );
         assert_eq!(resolve("GET", "/../etc/passwd").label(), "other");
         assert_eq!(resolve("PUT", "/metrics").label(), "/metrics");
+    }
+
+    #[test]
+    fn data_endpoints() {
+        let data: Vec<_> = Endpoint::ALL
+            .into_iter()
+            .filter(|e| e.serves_data())
+            .collect();
+        assert_eq!(
+            data,
+            [Endpoint::Messages, Endpoint::Stats, Endpoint::Metrics]
+        );
     }
 }

@@ -11,6 +11,8 @@ mod support;
 mod concurrency;
 #[path = "e2e/folding.rs"]
 mod folding;
+#[path = "e2e/headers.rs"]
+mod headers;
 #[path = "e2e/health.rs"]
 mod health;
 #[path = "e2e/logs.rs"]

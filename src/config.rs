@@ -6,6 +6,30 @@ pub const WEBHOOK_SECRET: &str = "webhook_secret";
 pub const WEBHOOK_SECRET_PREVIOUS: &str = "webhook_secret_previous";
 pub const LOG_LEVEL: &str = "log_level";
 pub const MAX_BODY_BYTES: &str = "max_body_bytes";
+pub const READ_TOKEN: &str = "read_token";
+pub const READ_TOKEN_PREVIOUS: &str = "read_token_previous";
+pub const METRICS_TOKEN: &str = "metrics_token";
+pub const METRICS_TOKEN_PREVIOUS: &str = "metrics_token_previous";
+
+/// A bearer token and the one it replaces during a rotation: the variables that hold them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenPair {
+    pub current: &'static str,
+    pub previous: &'static str,
+}
+
+/// Guards `/messages` and `/stats`.
+pub const READ_TOKENS: TokenPair = TokenPair {
+    current: READ_TOKEN,
+    previous: READ_TOKEN_PREVIOUS,
+};
+
+/// Guards `/metrics`, separately from the read tokens: a scraper's credential never reads
+/// phone numbers or texts, and the read token does not open `/metrics`.
+pub const METRICS_TOKENS: TokenPair = TokenPair {
+    current: METRICS_TOKEN,
+    previous: METRICS_TOKEN_PREVIOUS,
+};
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
 

@@ -1,7 +1,8 @@
 //! One request, start to finish: route, answer, count, log. Free of Spin types: the
 //! component's edge supplies a [`Runtime`] and a [`Request`], native tests supply fakes.
 
-use crate::config;
+use crate::auth::{self, Access};
+use crate::config::{self, TokenPair};
 use crate::logline::{self, Level, LogLine};
 use crate::metrics::{self, WebhookResult};
 use crate::payload;
@@ -187,9 +188,21 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
         Route::Found(Endpoint::Live) => Outcome::json(200, responses::status("ok")),
         Route::Found(Endpoint::Ready) => ready(&mut context),
         Route::Found(Endpoint::Webhook) => webhook(&mut context, request),
-        Route::Found(Endpoint::Messages) => list(&mut context, &request.query),
-        Route::Found(Endpoint::Stats) => stats(&mut context),
-        Route::Found(Endpoint::Metrics) => scrape(&mut context),
+        Route::Found(Endpoint::Messages) => {
+            let authorization = request.single_header("authorization");
+            refusal(&context, authorization, config::READ_TOKENS)
+                .unwrap_or_else(|| list(&mut context, &request.query))
+        }
+        Route::Found(Endpoint::Stats) => {
+            let authorization = request.single_header("authorization");
+            refusal(&context, authorization, config::READ_TOKENS)
+                .unwrap_or_else(|| stats(&mut context))
+        }
+        Route::Found(Endpoint::Metrics) => {
+            let authorization = request.single_header("authorization");
+            refusal(&context, authorization, config::METRICS_TOKENS)
+                .unwrap_or_else(|| scrape(&mut context))
+        }
     };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
 
@@ -380,6 +393,42 @@ fn webhook(context: &mut Context, request: Request) -> Outcome {
     outcome
 }
 
+/// The answer that refuses a request without the bearer token `tokens` configure, or
+/// `None` when it may proceed (no token configured, or one of the pair presented). A token
+/// the variables provider cannot read is a 503, never an open door.
+fn refusal(context: &Context, authorization: Option<&[u8]>, tokens: TokenPair) -> Option<Outcome> {
+    let read = |name: &str| {
+        context
+            .runtime
+            .variable(name)
+            .map(Option::unwrap_or_default)
+            .map_err(|err| format!("{name}: {err}"))
+    };
+    let access = read(tokens.current)
+        .and_then(|current| auth::access(authorization, &current, || read(tokens.previous)));
+    match access {
+        Ok(Access::Open | Access::Granted) => None,
+        Ok(Access::Denied) => {
+            let mut outcome = Outcome::detail(401, "not authenticated");
+            outcome
+                .headers
+                .push(("www-authenticate", "Bearer".to_owned()));
+            Some(outcome)
+        }
+        Err(error) => Some(Outcome::unavailable("configuration unavailable", error)),
+    }
+}
+
+/// `"open"` or `"required"`: whether `tokens` guard their endpoints, for the readiness body.
+fn auth_state(context: &Context, tokens: TokenPair) -> &'static str {
+    match context.runtime.variable(tokens.current) {
+        Ok(Some(token)) if !token.is_empty() => "required",
+        Ok(_) => "open",
+        // Reads then answer 503 until the provider answers.
+        Err(_) => "unavailable",
+    }
+}
+
 fn list(context: &mut Context, raw_query: &str) -> Outcome {
     let query = match query::parse(raw_query) {
         Ok(query) => query,
@@ -410,6 +459,8 @@ fn scrape(context: &mut Context) -> Outcome {
 }
 
 /// Ready when the database answers with our schema in place and a secret is configured.
+/// The body also says whether reads need a token (`read_auth`, `metrics_auth`); open reads
+/// are a deployment's choice, not a failure.
 fn ready(context: &mut Context) -> Outcome {
     let mut failures = serde_json::Map::new();
     let mut errors = Vec::new();
@@ -436,11 +487,23 @@ fn ready(context: &mut Context) -> Outcome {
             errors.push(format!("storage: {err}"));
         }
     }
+    let read_auth = auth_state(context, config::READ_TOKENS);
+    let metrics_auth = auth_state(context, config::METRICS_TOKENS);
     if failures.is_empty() {
-        return Outcome::json(200, responses::status("ready"));
+        let body = serde_json::json!({
+            "status": "ready",
+            "read_auth": read_auth,
+            "metrics_auth": metrics_auth,
+        });
+        return Outcome::json(200, body.to_string());
     }
-    let body = serde_json::json!({ "status": "not ready", "checks": failures }).to_string();
-    let mut outcome = Outcome::json(503, body);
+    let body = serde_json::json!({
+        "status": "not ready",
+        "checks": failures,
+        "read_auth": read_auth,
+        "metrics_auth": metrics_auth,
+    });
+    let mut outcome = Outcome::json(503, body.to_string());
     outcome.error = Some(if errors.is_empty() {
         failures.keys().cloned().collect::<Vec<_>>().join(", ") + " check failed"
     } else {

@@ -2,9 +2,10 @@
 //! exactly once in SQLite, and serves listing, search, stats, health and metrics.
 //!
 //! Only [`edge`] (compiled for wasm32) touches Spin. Everything else is plain Rust, tested
-//! natively: the request flow ([`handler`]), signature checks, payload validation,
+//! natively: the request flow ([`handler`]), read tokens, signature checks, payload validation,
 //! timestamps, query parameters, SQL ([`storage`]), metrics text and log lines.
 
+pub mod auth;
 pub mod config;
 pub mod handler;
 pub mod logline;

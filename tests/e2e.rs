@@ -23,6 +23,8 @@ mod messages;
 mod metrics;
 #[path = "e2e/persistence.rs"]
 mod persistence;
+#[path = "e2e/read_auth.rs"]
+mod read_auth;
 #[path = "e2e/replicas.rs"]
 mod replicas;
 #[path = "e2e/responses.rs"]

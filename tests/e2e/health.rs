@@ -11,7 +11,10 @@ fn live_and_ready(backend: Backend) {
     let ready = app.get("/health/ready");
     assert_eq!(
         (ready.status, ready.json()),
-        (200, json!({"status": "ready"}))
+        (
+            200,
+            json!({"status": "ready", "read_auth": "open", "metrics_auth": "open"})
+        )
     );
 }
 }

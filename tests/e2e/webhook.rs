@@ -333,7 +333,7 @@ fn an_unconfigured_secret_fails_closed_until_set() {
     );
 
     app.restart_with_vars(&[("webhook_secret", SECRET)]);
-    assert_eq!(app.get("/health/ready").json(), json!({"status": "ready"}));
+    assert_eq!(app.get("/health/ready").json()["status"], "ready");
     assert_eq!(app.deliver(&message("late")).status, 200);
 }
 

@@ -6,6 +6,7 @@ pub const WEBHOOK_SECRET: &str = "webhook_secret";
 pub const WEBHOOK_SECRET_PREVIOUS: &str = "webhook_secret_previous";
 pub const LOG_LEVEL: &str = "log_level";
 pub const MAX_BODY_BYTES: &str = "max_body_bytes";
+pub const SIGNATURE_TOLERANCE_SECONDS: &str = "signature_tolerance_seconds";
 pub const READ_TOKEN: &str = "read_token";
 pub const READ_TOKEN_PREVIOUS: &str = "read_token_previous";
 pub const METRICS_TOKEN: &str = "metrics_token";
@@ -32,6 +33,7 @@ pub const METRICS_TOKENS: TokenPair = TokenPair {
 };
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
+pub const DEFAULT_SIGNATURE_TOLERANCE_SECONDS: u64 = 300;
 
 /// `max_body_bytes`: a positive whole number of bytes; absent means the default.
 ///
@@ -45,6 +47,21 @@ pub fn max_body_bytes(value: Option<&str>) -> Result<usize, String> {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!(
             "{MAX_BODY_BYTES} must be a positive whole number of bytes"
+        )),
+    }
+}
+
+/// `signature_tolerance_seconds`: how far `webhook-timestamp` may be from now, either way;
+/// a positive whole number of seconds, absent means 300 (the Standard Webhooks default).
+/// As with the body limit, a value we cannot read is an error rather than a guess.
+pub fn signature_tolerance_seconds(value: Option<&str>) -> Result<u64, String> {
+    let Some(raw) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(DEFAULT_SIGNATURE_TOLERANCE_SECONDS);
+    };
+    match raw.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "{SIGNATURE_TOLERANCE_SECONDS} must be a positive whole number of seconds"
         )),
     }
 }
@@ -65,6 +82,16 @@ mod tests {
         assert_eq!(max_body_bytes(Some(" 1024 ")), Ok(1024));
         for bad in ["0", "-1", "64KB", "1e6", "18446744073709551616"] {
             assert!(max_body_bytes(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn signature_tolerance() {
+        assert_eq!(signature_tolerance_seconds(None), Ok(300));
+        assert_eq!(signature_tolerance_seconds(Some(" ")), Ok(300));
+        assert_eq!(signature_tolerance_seconds(Some("60")), Ok(60));
+        for bad in ["0", "-5", "5m", "1.5", "18446744073709551616"] {
+            assert!(signature_tolerance_seconds(Some(bad)).is_err(), "{bad}");
         }
     }
 

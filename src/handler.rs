@@ -10,7 +10,8 @@ use crate::problem;
 use crate::query;
 use crate::responses;
 use crate::routes::{self, Endpoint, Route};
-use crate::signature;
+use crate::signature::{self, Presented};
+use crate::standard_webhooks;
 use crate::storage::{Database, Inserted, Session, StorageError, SCHEMA_VERSION};
 use crate::timestamp;
 use std::time::{Instant, SystemTime};
@@ -82,6 +83,8 @@ struct Outcome {
     message_id: Option<String>,
     /// Our own failure (storage, configuration) for the log; never request content.
     error: Option<String>,
+    /// Why a delivery was refused, for the log (a fixed word).
+    reason: Option<&'static str>,
     /// Storage already counted this request's metrics (with the message it stored).
     counted: bool,
 }
@@ -96,6 +99,7 @@ impl Outcome {
             webhook: None,
             message_id: None,
             error: None,
+            reason: None,
             counted: false,
         }
     }
@@ -286,6 +290,7 @@ impl AfterResponse<'_> {
                 message_id: outcome.message_id.as_deref(),
                 dup: outcome.webhook.map(|r| r == WebhookResult::Duplicate),
                 result: outcome.webhook.map(WebhookResult::as_str),
+                reason: outcome.reason,
                 error: outcome.error.as_deref(),
             };
             context.runtime.log(&line.to_line());
@@ -317,10 +322,7 @@ fn storage_unavailable(err: StorageError) -> Outcome {
 fn webhook(context: &mut Context, request: Request) -> Outcome {
     let limit = match config::max_body_bytes(context.variable(config::MAX_BODY_BYTES).as_deref()) {
         Ok(limit) => limit,
-        Err(problem) => {
-            return Outcome::unavailable("invalid configuration", problem)
-                .webhook(WebhookResult::NotConfigured)
-        }
+        Err(problem) => return invalid_configuration(problem),
     };
     let too_large =
         || Outcome::detail(413, "payload too large").webhook(WebhookResult::PayloadTooLarge);
@@ -331,7 +333,10 @@ fn webhook(context: &mut Context, request: Request) -> Outcome {
     if declared_length.is_some_and(|n| n > limit as u64) {
         return too_large();
     }
+    // Copied out: reading the body consumes the request.
     let signature_header = request.single_header("x-signature").map(<[u8]>::to_vec);
+    let standard_headers = ["webhook-id", "webhook-timestamp", "webhook-signature"]
+        .map(|name| request.single_header(name).map(<[u8]>::to_vec));
     let body = match request.body.read_to_limit(limit) {
         Ok(body) => body,
         Err(BodyError::TooLarge) => return too_large(),
@@ -351,21 +356,21 @@ fn webhook(context: &mut Context, request: Request) -> Outcome {
         outcome.webhook = Some(WebhookResult::NotConfigured);
         return outcome;
     }
-    // The previous secret is read only when the current one does not match: one host call
-    // fewer per webhook outside a rotation.
-    let signed_with = |secret: &str| {
-        signature_header
-            .as_deref()
-            .is_some_and(|sig| signature::verify(sig, &body, &[secret.as_bytes()]))
+    let key = match signature::secret_key(&secret) {
+        Ok(key) => key,
+        Err(problem) => return invalid_configuration(format!("webhook_secret: {problem}")),
     };
-    let verified = signed_with(&secret)
-        || signed_with(
-            &context
-                .variable(config::WEBHOOK_SECRET_PREVIOUS)
-                .unwrap_or_default(),
-        );
-    if !verified {
-        return Outcome::detail(401, "invalid signature").webhook(WebhookResult::InvalidSignature);
+    let [id, timestamp, standard_signature] = &standard_headers;
+    let presented = Presented {
+        x_signature: signature_header.as_deref(),
+        standard: standard_webhooks::Headers {
+            id: id.as_deref(),
+            timestamp: timestamp.as_deref(),
+            signature: standard_signature.as_deref(),
+        },
+    };
+    if let Some(refused) = check_signature(context, &presented, &body, &key) {
+        return refused;
     }
 
     let message = match payload::parse(&body) {
@@ -391,6 +396,50 @@ fn webhook(context: &mut Context, request: Request) -> Outcome {
     };
     outcome.message_id = Some(message.message_id);
     outcome
+}
+
+/// The 401 (or 503 for an unusable tolerance) that refuses a delivery neither scheme signs
+/// with the current key or the previous one; `None` when it verifies.
+fn check_signature(
+    context: &Context,
+    presented: &Presented,
+    body: &[u8],
+    key: &[u8],
+) -> Option<Outcome> {
+    // Read only for requests that carry a timestamp: X-Signature deliveries skip the call.
+    let tolerance = if presented.standard.present() {
+        let value = context.variable(config::SIGNATURE_TOLERANCE_SECONDS);
+        match config::signature_tolerance_seconds(value.as_deref()) {
+            Ok(tolerance) => tolerance,
+            Err(problem) => return Some(invalid_configuration(problem)),
+        }
+    } else {
+        config::DEFAULT_SIGNATURE_TOLERANCE_SECONDS
+    };
+    // The request's clock: when it started.
+    let now = context
+        .started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let verify = |key: &[u8]| signature::verify_delivery(presented, body, key, now, tolerance);
+    let Err(rejection) = verify(key) else {
+        return None;
+    };
+    // The previous secret is read only when the current one does not match: one host call
+    // fewer per webhook outside a rotation.
+    let previous = context
+        .variable(config::WEBHOOK_SECRET_PREVIOUS)
+        .unwrap_or_default();
+    let mut outcome =
+        Outcome::detail(401, "invalid signature").webhook(WebhookResult::InvalidSignature);
+    outcome.reason = Some(rejection.reason());
+    match signature::secret_key(&previous) {
+        Ok(previous) if !previous.is_empty() && verify(previous.as_ref()).is_ok() => return None,
+        Ok(_) => {}
+        // It can match nothing: the sender gets its 401, the operator a warning.
+        Err(problem) => outcome.error = Some(format!("webhook_secret_previous: {problem}")),
+    }
+    Some(outcome)
 }
 
 /// The answer that refuses a request without the bearer token `tokens` configure, or
@@ -429,6 +478,11 @@ fn auth_state(context: &Context, tokens: TokenPair) -> &'static str {
     }
 }
 
+/// 503 for a configuration value we cannot use: senders retry while the operator fixes it.
+fn invalid_configuration(problem: String) -> Outcome {
+    Outcome::unavailable("invalid configuration", problem).webhook(WebhookResult::NotConfigured)
+}
+
 fn list(context: &mut Context, raw_query: &str) -> Outcome {
     let query = match query::parse(raw_query) {
         Ok(query) => query,
@@ -464,17 +518,30 @@ fn scrape(context: &mut Context) -> Outcome {
 fn ready(context: &mut Context) -> Outcome {
     let mut failures = serde_json::Map::new();
     let mut errors = Vec::new();
-    if context
-        .variable(config::WEBHOOK_SECRET)
-        .unwrap_or_default()
-        .is_empty()
-    {
+    let secret = context.variable(config::WEBHOOK_SECRET).unwrap_or_default();
+    if secret.is_empty() {
         failures.insert("secret".into(), "webhook secret not configured".into());
+    } else if let Err(problem) = signature::secret_key(&secret) {
+        failures.insert("secret".into(), format!("webhook_secret: {problem}").into());
+    }
+    let mut config_problems = Vec::new();
+    let previous = context
+        .variable(config::WEBHOOK_SECRET_PREVIOUS)
+        .unwrap_or_default();
+    if let Err(problem) = signature::secret_key(&previous) {
+        config_problems.push(format!("webhook_secret_previous: {problem}"));
     }
     if let Err(problem) =
         config::max_body_bytes(context.variable(config::MAX_BODY_BYTES).as_deref())
     {
-        failures.insert("config".into(), problem.into());
+        config_problems.push(problem);
+    }
+    let tolerance = context.variable(config::SIGNATURE_TOLERANCE_SECONDS);
+    if let Err(problem) = config::signature_tolerance_seconds(tolerance.as_deref()) {
+        config_problems.push(problem);
+    }
+    if !config_problems.is_empty() {
+        failures.insert("config".into(), config_problems.join("; ").into());
     }
     match context.storage.ensure_schema() {
         Ok(version) if version >= SCHEMA_VERSION => {}

@@ -16,6 +16,7 @@ pub mod query;
 pub mod responses;
 pub mod routes;
 pub mod signature;
+pub mod standard_webhooks;
 pub mod storage;
 pub mod timestamp;
 

@@ -42,6 +42,10 @@ pub struct LogLine<'a> {
     pub dup: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<&'static str>,
+    /// Why a delivery was refused (`timestamp_too_old`, `signature_mismatch`, …): a fixed
+    /// word, never request content.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
     /// Why a request failed on our side (storage, configuration); never request content.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
@@ -118,6 +122,7 @@ mod tests {
             message_id: Some("m\"1"),
             dup: Some(false),
             result: Some("created"),
+            reason: None,
             error: None,
         }
         .to_line();
@@ -127,6 +132,7 @@ mod tests {
         assert_eq!(v["message_id"], "m\"1");
         assert_eq!(v["dup"], false);
         assert!(v.get("error").is_none());
+        assert!(v.get("reason").is_none());
     }
 
     #[test]

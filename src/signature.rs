@@ -1,12 +1,18 @@
-//! `X-Signature` verification: hex HMAC-SHA256 of the raw request body.
+//! `X-Signature` verification: hex HMAC-SHA256 of the raw request body; the key a
+//! configured secret stands for; and which of the two signature schemes a delivery passes.
 //!
 //! Accepts lower or upper case hex and an optional `sha256=` prefix. Any secret in the
 //! configured set may match (current and previous, during a rotation). The comparison is
 //! constant time (`hmac`'s `verify_slice`), so response timing says nothing about how many
 //! leading bytes of a forged signature were right.
 
+use crate::standard_webhooks;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::borrow::Cow;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -50,6 +56,92 @@ fn strip_prefix_ignore_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u
     let head = value.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &value[prefix.len()..])
+}
+
+/// The prefix of a Standard Webhooks secret: `whsec_` then the key in base64.
+pub const WHSEC_PREFIX: &str = "whsec_";
+
+/// Base64 as the reference libraries read secrets: `=` padding optional, and unused low
+/// bits of the last character ignored.
+const SECRET_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// The HMAC key a configured secret stands for, for both schemes: a `whsec_<base64>`
+/// secret is the key's bytes in base64 (as every Standard Webhooks sender shows it), any
+/// other secret is its own UTF-8 bytes. A `whsec_` secret that does not decode to at least
+/// one byte is a configuration error, not a key: guessing would silently refuse every
+/// delivery.
+pub fn secret_key(secret: &str) -> Result<Cow<'_, [u8]>, String> {
+    let Some(encoded) = secret.strip_prefix(WHSEC_PREFIX) else {
+        return Ok(Cow::Borrowed(secret.as_bytes()));
+    };
+    match SECRET_BASE64.decode(encoded) {
+        Ok(key) if !key.is_empty() => Ok(Cow::Owned(key)),
+        _ => Err(format!(
+            "a {WHSEC_PREFIX} secret must be followed by base64"
+        )),
+    }
+}
+
+/// What a delivery carries to prove its sender: either scheme, or both.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Presented<'a> {
+    pub x_signature: Option<&'a [u8]>,
+    pub standard: standard_webhooks::Headers<'a>,
+}
+
+/// Why a delivery's signature was refused, as the log line says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Neither scheme's headers.
+    Unsigned,
+    /// `X-Signature` only, and it is not right.
+    XSignature,
+    /// Standard Webhooks headers that do not verify (whatever `X-Signature` said).
+    Standard(standard_webhooks::Failure),
+}
+
+impl Rejection {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Rejection::Unsigned => "signature_missing",
+            Rejection::XSignature => "signature_mismatch",
+            Rejection::Standard(failure) => failure.reason(),
+        }
+    }
+}
+
+/// Accepts a delivery when either scheme verifies under `key`. When both fail, the
+/// Standard Webhooks reason is the one reported (it is the more specific: a stale
+/// timestamp, say). `now_unix` and `tolerance_secs` bound `webhook-timestamp`.
+pub fn verify_delivery(
+    presented: &Presented,
+    body: &[u8],
+    key: &[u8],
+    now_unix: u64,
+    tolerance_secs: u64,
+) -> Result<(), Rejection> {
+    let mut rejection = Rejection::Unsigned;
+    if presented.standard.present() {
+        match standard_webhooks::verify(&presented.standard, body, &[key], now_unix, tolerance_secs)
+        {
+            Ok(()) => return Ok(()),
+            Err(failure) => rejection = Rejection::Standard(failure),
+        }
+    }
+    if let Some(header) = presented.x_signature {
+        if verify(header, body, &[key]) {
+            return Ok(());
+        }
+        if rejection == Rejection::Unsigned {
+            rejection = Rejection::XSignature;
+        }
+    }
+    Err(rejection)
 }
 
 /// Hex HMAC-SHA256 of `body` under `secret`: what a sender puts in `X-Signature`.
@@ -108,6 +200,92 @@ mod tests {
             assert!(!verify(bad.as_bytes(), BODY, &[SECRET]), "{bad:.80}");
         }
         assert!(!verify(&[0xff; 64], BODY, &[SECRET]));
+    }
+
+    #[test]
+    fn secrets_and_keys() {
+        assert_eq!(secret_key("plain").unwrap(), &b"plain"[..]);
+        assert_eq!(secret_key("").unwrap(), &b""[..]);
+        assert_eq!(
+            secret_key("WHSEC_AAAA").unwrap(),
+            &b"WHSEC_AAAA"[..],
+            "prefix is exact"
+        );
+        assert_eq!(secret_key("whsec_AAEC").unwrap(), &[0u8, 1, 2][..]);
+        assert_eq!(secret_key("whsec_AAE=").unwrap(), &[0u8, 1][..]);
+        assert_eq!(secret_key("whsec_AAE").unwrap(), &[0u8, 1][..]);
+        for bad in [
+            "whsec_",
+            "whsec_!!!!",
+            "whsec_AAEC ",
+            "whsec_AA-_",
+            "whsec_A",
+        ] {
+            assert!(secret_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_whsec_secret_keys_x_signature_with_its_decoded_bytes() {
+        let key = secret_key("whsec_c2VjcmV0").unwrap(); // "secret"
+        assert_eq!(key, &b"secret"[..]);
+        let sig = sign(b"secret", BODY);
+        assert!(verify(sig.as_bytes(), BODY, &[key.as_ref()]));
+    }
+
+    fn standard<'a>(id: &'a str, ts: &'a str, sig: &'a str) -> standard_webhooks::Headers<'a> {
+        standard_webhooks::Headers {
+            id: Some(id.as_bytes()),
+            timestamp: Some(ts.as_bytes()),
+            signature: Some(sig.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn a_delivery_passes_when_either_scheme_verifies() {
+        use standard_webhooks::Failure;
+        const NOW: u64 = 1_700_000_000;
+        let good_x = sign(SECRET, BODY);
+        let good_sw = standard_webhooks::sign(SECRET, "msg_1", NOW, BODY);
+        let now = NOW.to_string();
+        let stale = (NOW - 301).to_string();
+        let check = |x: Option<&str>, sw: standard_webhooks::Headers| {
+            let presented = Presented {
+                x_signature: x.map(str::as_bytes),
+                standard: sw,
+            };
+            verify_delivery(&presented, BODY, SECRET, NOW, 300)
+        };
+        let none = standard_webhooks::Headers::default();
+        assert_eq!(check(None, none), Err(Rejection::Unsigned));
+        assert_eq!(check(Some(&good_x), none), Ok(()));
+        assert_eq!(check(Some("00"), none), Err(Rejection::XSignature));
+        assert_eq!(check(None, standard("msg_1", &now, &good_sw)), Ok(()));
+        // Both schemes: either one verifying is enough.
+        assert_eq!(check(Some("00"), standard("msg_1", &now, &good_sw)), Ok(()));
+        assert_eq!(
+            check(Some(&good_x), standard("msg_1", &stale, &good_sw)),
+            Ok(()),
+            "X-Signature carries no time: it verifies on its own"
+        );
+        // Both fail: the Standard Webhooks reason is reported.
+        assert_eq!(
+            check(Some("00"), standard("msg_1", &stale, &good_sw)),
+            Err(Rejection::Standard(Failure::TooOld))
+        );
+        let partial = standard_webhooks::Headers {
+            id: Some(b"msg_1"),
+            ..Default::default()
+        };
+        assert_eq!(
+            check(None, partial),
+            Err(Rejection::Standard(Failure::Incomplete))
+        );
+        assert_eq!(
+            Rejection::Standard(Failure::TooNew).reason(),
+            "timestamp_too_new"
+        );
+        assert_eq!(Rejection::Unsigned.reason(), "signature_missing");
     }
 
     #[test]

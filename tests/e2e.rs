@@ -31,6 +31,8 @@ mod replicas;
 mod responses;
 #[path = "e2e/routing.rs"]
 mod routing;
+#[path = "e2e/standard_webhooks.rs"]
+mod standard_webhooks;
 #[path = "e2e/stats.rs"]
 mod stats;
 #[path = "e2e/upgrade.rs"]

@@ -19,7 +19,7 @@ pub use messages::{
     insert_message, list_messages, stats, Inserted, MessagePage, Stats, StoredMessage,
 };
 pub use schema::{statements as schema_statements, SCHEMA_VERSION};
-pub use session::{apply_local_settings, prepare, Backend, Session, Stored, LOCK_WAIT_MS};
+pub use session::{apply_local_settings, prepare, Backend, Session, Stored, SERVER_RETRY_MS};
 
 /// A SQLite value, as both Spin and rusqlite represent them.
 #[derive(Debug, Clone, PartialEq)]

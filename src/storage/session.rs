@@ -14,8 +14,8 @@
 //! - A write that fills a batch of `incoming` folds it after the answer
 //!   ([`Session::fold_if_due`], see [`super::fold`]).
 //! - A server answers "database is locked" at once when another writer holds its lock,
-//!   where a local file waits [`LOCK_WAIT_MS`] itself; so on a server the session retries
-//!   a statement refused that way, with backoff, for as long.
+//!   where a local file waits itself (Spin's busy timeout); so on a server the session
+//!   retries a statement refused that way, with backoff, for up to [`SERVER_RETRY_MS`].
 
 use super::counters;
 use super::error::{ErrorKind, StorageError};
@@ -54,16 +54,17 @@ pub enum Backend {
     Server,
 }
 
-/// How long a write waits for the write lock before it fails with "database is locked"
-/// (the sender then gets a 503 and retries). On a local file that is SQLite's busy timeout,
-/// which Spin sets to 5 s on every connection it opens (rusqlite's default); on a server, the
-/// session retries a busy statement for as long.
+/// How long a statement a libSQL server refused as busy is retried before the request
+/// gives up (a webhook then answers 503 and the sender retries). Sixty deliveries at once
+/// through two replicas on one sqld kept some counter writes busy for more than 5 s.
 ///
-/// Earlier versions sent `PRAGMA busy_timeout = 10000` before every write, for the tail of
-/// 256 concurrent senders when each write held the lock several times as long. Now that a
-/// write touches two pages, that statement cost more than it bought: on the bench host,
-/// dropping it raised ingest at 16 connections from 58% to 63% of the minimal write.
-pub const LOCK_WAIT_MS: u32 = 5_000;
+/// On a local file the wait is SQLite's busy timeout, which Spin sets to 5 s on every
+/// connection it opens (rusqlite's default). Earlier versions sent `PRAGMA busy_timeout =
+/// 10000` before every write, for the tail of 256 concurrent senders when each write held
+/// the lock several times as long; now that a write touches two pages, that statement cost
+/// more than it bought (on the bench host, dropping it raised ingest at 16 connections from
+/// 58% to 63% of the minimal write).
+pub const SERVER_RETRY_MS: u32 = 10_000;
 
 /// How long a request that finds the schema missing or old waits for the write lock while
 /// one of many concurrent first requests creates it (see `check_schema`).
@@ -280,7 +281,7 @@ impl<'a> Session<'a> {
 
 /// Waits between retries of a busy statement: doubling from 2 ms to 64 ms, each wait drawn
 /// at random from its upper half so that writers refused together do not retry together,
-/// until [`LOCK_WAIT_MS`] have passed (a local file's own limit).
+/// until [`SERVER_RETRY_MS`] have passed.
 struct Backoff {
     started: Instant,
     step: Duration,
@@ -299,7 +300,7 @@ impl Backoff {
 
     /// Sleeps before the next try; false when the time is up.
     fn wait(&mut self) -> bool {
-        if self.started.elapsed() >= Duration::from_millis(u64::from(LOCK_WAIT_MS)) {
+        if self.started.elapsed() >= Duration::from_millis(u64::from(SERVER_RETRY_MS)) {
             return false;
         }
         let mut random = [0u8; 2];

@@ -103,7 +103,7 @@ pub fn fold(db: &dyn Database) -> Result<(), StorageError> {
 }
 
 /// Rows waiting in `incoming`.
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 pub fn pending(db: &dyn Database) -> Result<i64, StorageError> {
     let rows = db.execute("SELECT count(*) FROM incoming", &[])?;
     Ok(super::first_value(&rows)

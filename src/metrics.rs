@@ -67,6 +67,23 @@ pub enum Delta {
     Amount(f64),
 }
 
+impl Delta {
+    pub fn value(self) -> f64 {
+        match self {
+            Delta::Count(n) => n as f64,
+            Delta::Amount(x) => x,
+        }
+    }
+
+    /// Both added up: a count while both are counts.
+    pub fn plus(self, other: Delta) -> Delta {
+        match (self, other) {
+            (Delta::Count(a), Delta::Count(b)) => Delta::Count(a + b),
+            (a, b) => Delta::Amount(a.value() + b.value()),
+        }
+    }
+}
+
 /// What one finished request adds to the counters (a stored message's `created` is already
 /// counted, see [`WebhookResult::counted_by_storage`]). `route` is a fixed route label (never
 /// the raw path), so a scanner cannot create new series.
@@ -212,10 +229,7 @@ mod tests {
             .map(|i| CounterRow {
                 name: i.name.to_owned(),
                 labels: i.labels.clone(),
-                value: match i.delta {
-                    Delta::Count(n) => n as f64,
-                    Delta::Amount(x) => x,
-                },
+                value: i.delta.value(),
             })
             .collect()
     }

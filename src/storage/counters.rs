@@ -71,7 +71,7 @@ pub fn read_counters(db: &dyn Database) -> Result<Vec<CounterRow>, StorageError>
         }
     }
     for inc in stored_requests(latencies) {
-        let value = amount(inc.delta);
+        let value = inc.delta.value();
         match counters
             .iter_mut()
             .find(|c| c.name == inc.name && c.labels == inc.labels)
@@ -98,24 +98,12 @@ fn stored_requests(latencies: impl IntoIterator<Item = f64>) -> Vec<Increment> {
                 .iter_mut()
                 .find(|s| s.name == inc.name && s.labels == inc.labels)
             {
-                Some(sum) => {
-                    sum.delta = match (sum.delta, inc.delta) {
-                        (Delta::Count(a), Delta::Count(b)) => Delta::Count(a + b),
-                        (a, b) => Delta::Amount(amount(a) + amount(b)),
-                    }
-                }
+                Some(sum) => sum.delta = sum.delta.plus(inc.delta),
                 None => sums.push(inc),
             }
         }
     }
     sums
-}
-
-fn amount(delta: Delta) -> f64 {
-    match delta {
-        Delta::Count(n) => n as f64,
-        Delta::Amount(x) => x,
-    }
 }
 
 /// Adds the requests carried by the rows in `incoming` to the stored counters; part of the

@@ -300,7 +300,7 @@ pub const TOP_SENDERS: u32 = 10;
 /// Reads the maintained aggregates and the few rows still in `incoming`, in one statement
 /// (no scan of `messages`), and adds them up.
 ///
-/// The statement returns rows of four kinds: the totals (pending messages and senders the
+/// The statement returns rows of five kinds: the totals (pending messages and senders the
 /// stored figures do not know yet included), the stored top ten, the pending senders that
 /// can reach it, and the first and last messages. Counts only grow, so a sender whose count
 /// stays below the stored tenth is behind all ten: only pending senders at or above it can
@@ -321,12 +321,12 @@ pub fn stats(db: &dyn Database) -> Result<Stats, StorageError> {
              FROM incoming AS i GROUP BY i.sender) \
          WHERE n >= coalesce((SELECT messages FROM sender_counts \
                               ORDER BY messages DESC, sender LIMIT 1 OFFSET ?1 - 1), 0) \
-         UNION ALL SELECT * FROM (SELECT 3, ts, ts_key, message_id FROM ( \
+         UNION ALL SELECT * FROM (SELECT 3, ts, NULL, NULL FROM ( \
              SELECT * FROM (SELECT ts, ts_key, message_id FROM messages INDEXED BY messages_by_ts \
                             ORDER BY ts_key, message_id LIMIT 1) \
              UNION ALL SELECT ts, ts_key, message_id FROM incoming) \
              ORDER BY ts_key, message_id LIMIT 1) \
-         UNION ALL SELECT * FROM (SELECT 3, ts, ts_key, message_id FROM ( \
+         UNION ALL SELECT * FROM (SELECT 4, ts, NULL, NULL FROM ( \
              SELECT * FROM (SELECT ts, ts_key, message_id FROM messages INDEXED BY messages_by_ts \
                             ORDER BY ts_key DESC, message_id DESC LIMIT 1) \
              UNION ALL SELECT ts, ts_key, message_id FROM incoming) \
@@ -342,8 +342,6 @@ pub fn stats(db: &dyn Database) -> Result<Stats, StorageError> {
     };
     let mut stored_top: Vec<(String, i64)> = Vec::new();
     let mut new_senders: Vec<(String, i64)> = Vec::new();
-    let mut first: Option<(&str, &str, &str)> = None;
-    let mut last: Option<(&str, &str, &str)> = None;
     for row in &rows {
         let text = |i: usize| row.get(i).and_then(SqlValue::as_str);
         let int = |i: usize| row.get(i).and_then(SqlValue::as_i64);
@@ -354,17 +352,8 @@ pub fn stats(db: &dyn Database) -> Result<Stats, StorageError> {
             }
             (Some(1), Some(sender)) => stored_top.push((sender.to_owned(), int(2).unwrap_or(0))),
             (Some(2), Some(sender)) => new_senders.push((sender.to_owned(), int(2).unwrap_or(0))),
-            (Some(3), Some(ts)) => {
-                let (Some(key), Some(id)) = (text(2), text(3)) else {
-                    continue;
-                };
-                if first.is_none_or(|(k, i, _)| (key, id) < (k, i)) {
-                    first = Some((key, id, ts));
-                }
-                if last.is_none_or(|(k, i, _)| (key, id) > (k, i)) {
-                    last = Some((key, id, ts));
-                }
-            }
+            (Some(3), Some(ts)) => stats.first_message_ts = Some(ts.to_owned()),
+            (Some(4), Some(ts)) => stats.last_message_ts = Some(ts.to_owned()),
             _ => {}
         }
     }
@@ -374,8 +363,6 @@ pub fn stats(db: &dyn Database) -> Result<Stats, StorageError> {
     counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     counts.truncate(TOP_SENDERS as usize);
     stats.top_senders = counts;
-    stats.first_message_ts = first.map(|(_, _, ts)| ts.to_owned());
-    stats.last_message_ts = last.map(|(_, _, ts)| ts.to_owned());
     Ok(stats)
 }
 
@@ -384,7 +371,7 @@ mod tests {
     use super::*;
     use crate::payload;
     use crate::query;
-    use crate::storage::testing::{downgrade_to_version_2, store_as_version_2, TestDb};
+    use crate::storage::testing::{downgrade_to_version_2, inserted, store_as_version_2, TestDb};
     use crate::storage::{fold, prepare, read_counters};
 
     fn msg(id: &str, from: &str, to: &str, ts: &str, text: Option<&str>) -> NewMessage {
@@ -482,20 +469,8 @@ mod tests {
         let mut session = crate::storage::Session::new(move || {
             Ok(Box::new(TestDb::open(&path)) as Box<dyn Database>)
         });
-        assert_eq!(
-            session
-                .insert_message(&m3, std::time::SystemTime::now())
-                .map(|s| s.inserted)
-                .unwrap(),
-            Inserted::Created
-        );
-        assert_eq!(
-            session
-                .insert_message(&m3, std::time::SystemTime::now())
-                .map(|s| s.inserted)
-                .unwrap(),
-            Inserted::Duplicate
-        );
+        assert_eq!(inserted(&mut session, &m3), Inserted::Created);
+        assert_eq!(inserted(&mut session, &m3), Inserted::Duplicate);
         assert_eq!(
             crate::storage::schema_version(&db).unwrap(),
             crate::storage::SCHEMA_VERSION

@@ -317,7 +317,7 @@ impl Backoff {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use crate::storage::testing::{Recorder, TestDb};
+    use crate::storage::testing::{inserted, Recorder, TestDb};
     use crate::storage::SqlValue;
 
     fn message(id: &str) -> NewMessage {
@@ -334,13 +334,7 @@ mod tests {
         let path = db.path();
         let recorder = Recorder::new(TestDb::open(&path));
         let mut session = Session::new(|| Ok(Box::new(recorder.clone()) as Box<dyn Database>));
-        assert_eq!(
-            session
-                .insert_message(&message("m1"), std::time::SystemTime::now())
-                .map(|s| s.inserted)
-                .unwrap(),
-            Inserted::Created
-        );
+        assert_eq!(inserted(&mut session, &message("m1")), Inserted::Created);
         assert_eq!(session.backend(), Backend::LocalFile);
         let sent = recorder.statements();
         assert_eq!(
@@ -353,10 +347,7 @@ mod tests {
         assert_eq!(db.journal_mode(), "wal");
         // The next write in the same session sends no setting again.
         let before = recorder.statements().len();
-        session
-            .insert_message(&message("m2"), std::time::SystemTime::now())
-            .map(|s| s.inserted)
-            .unwrap();
+        inserted(&mut session, &message("m2"));
         assert!(recorder.statements()[before..]
             .iter()
             .all(|s| !s.starts_with("PRAGMA")));
@@ -376,23 +367,11 @@ mod tests {
             messages::insert_message(&db, &message(&format!("m{i}"))).unwrap();
         }
         let mut early = session_on(&db.path());
-        assert_eq!(
-            early
-                .insert_message(&message("m1"), std::time::SystemTime::now())
-                .map(|s| s.inserted)
-                .unwrap(),
-            Inserted::Duplicate
-        );
+        assert_eq!(inserted(&mut early, &message("m1")), Inserted::Duplicate);
         assert!(!early.fold_if_due().unwrap(), "a duplicate fills nothing");
 
         let mut filling = session_on(&db.path());
-        assert_eq!(
-            filling
-                .insert_message(&message("last"), std::time::SystemTime::now())
-                .map(|s| s.inserted)
-                .unwrap(),
-            Inserted::Created
-        );
+        assert_eq!(inserted(&mut filling, &message("last")), Inserted::Created);
         assert_eq!(fold::pending(&db).unwrap(), fold::FOLD_EVERY);
         assert!(filling.fold_if_due().unwrap());
         assert!(!filling.fold_if_due().unwrap(), "once");
@@ -404,9 +383,7 @@ mod tests {
 
         // `incoming` counts from 1 again: the next write folds nothing.
         let mut next = session_on(&db.path());
-        next.insert_message(&message("after"), std::time::SystemTime::now())
-            .map(|s| s.inserted)
-            .unwrap();
+        inserted(&mut next, &message("after"));
         assert!(!next.fold_if_due().unwrap());
         assert_eq!(fold::pending(&db).unwrap(), 1);
     }
@@ -427,10 +404,7 @@ mod tests {
         }
         assert_eq!(db.journal_mode(), "delete", "no per-write journal pragma");
         let mut filling = session_on(&db.path());
-        filling
-            .insert_message(&message("last"), std::time::SystemTime::now())
-            .map(|s| s.inserted)
-            .unwrap();
+        inserted(&mut filling, &message("last"));
         assert!(filling.fold_if_due().unwrap());
         assert_eq!(TestDb::open(&db.path()).journal_mode(), "wal");
     }
@@ -485,20 +459,8 @@ mod tests {
         let db = TestDb::new();
         let recorder = Recorder::new(RefusesLocalSettings(TestDb::open(&db.path())));
         let mut session = Session::new(|| Ok(Box::new(recorder.clone()) as Box<dyn Database>));
-        assert_eq!(
-            session
-                .insert_message(&message("m1"), std::time::SystemTime::now())
-                .map(|s| s.inserted)
-                .unwrap(),
-            Inserted::Created
-        );
-        assert_eq!(
-            session
-                .insert_message(&message("m1"), std::time::SystemTime::now())
-                .map(|s| s.inserted)
-                .unwrap(),
-            Inserted::Duplicate
-        );
+        assert_eq!(inserted(&mut session, &message("m1")), Inserted::Created);
+        assert_eq!(inserted(&mut session, &message("m1")), Inserted::Duplicate);
         session.record(&[]).unwrap();
         assert_eq!(session.backend(), Backend::Server);
         let pragmas: Vec<_> = recorder
@@ -593,13 +555,7 @@ mod tests {
             busy: std::cell::Cell::new(3),
         };
         let mut session = Session::new(|| Ok(Box::new(server) as Box<dyn Database>));
-        assert_eq!(
-            session
-                .insert_message(&message("m1"), std::time::SystemTime::now())
-                .map(|s| s.inserted)
-                .unwrap(),
-            Inserted::Created
-        );
+        assert_eq!(inserted(&mut session, &message("m1")), Inserted::Created);
         assert_eq!(session.stats().unwrap().total_messages, 1);
     }
 
@@ -615,7 +571,6 @@ mod tests {
         let mut session = Session::new(|| Ok(Box::new(local) as Box<dyn Database>));
         let err = session
             .insert_message(&message("m1"), std::time::SystemTime::now())
-            .map(|s| s.inserted)
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Busy);
         assert_eq!(session.backend(), Backend::LocalFile);
@@ -631,7 +586,6 @@ mod tests {
         assert!(session.stats().is_err());
         assert!(session
             .insert_message(&message("m1"), std::time::SystemTime::now())
-            .map(|s| s.inserted)
             .is_err());
         assert_eq!(opened.get(), 1);
     }

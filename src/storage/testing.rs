@@ -156,3 +156,11 @@ pub fn store_as_version_2(db: &TestDb, msg: &crate::payload::NewMessage) {
         )
         .unwrap();
 }
+
+/// What a session's insert of `msg` did, now (tests that do not look at the clock).
+pub fn inserted(session: &mut super::Session, msg: &crate::payload::NewMessage) -> super::Inserted {
+    session
+        .insert_message(msg, std::time::SystemTime::now())
+        .unwrap()
+        .inserted
+}

@@ -1,4 +1,4 @@
--- webhook-inbox schema, version 3 (upgrades a version 1 or 2 database in place).
+-- webhook-inbox schema, version 4 (upgrades a version 1, 2 or 3 database in place).
 --
 -- Idempotent: safe to run any number of times, e.g. `spin up --sqlite @migrations.sql` or a
 -- separate migration step. The component applies this same file itself on first use, one
@@ -116,4 +116,20 @@ CREATE TABLE IF NOT EXISTS fold_state (
 INSERT OR IGNORE INTO fold_state (id, counted_through)
     SELECT 1, coalesce(max(seq), 0) FROM messages;
 
-PRAGMA user_version = 3;
+-- The rejection log (src/rejections.rs): the newest `rejection_log_size` refused deliveries,
+-- written after their answers. `seq` is the rowid, so entries count up and the oldest go
+-- first (src/storage/rejections.rs). No text, signature, secret or token is kept.
+CREATE TABLE IF NOT EXISTS rejections (
+    seq         INTEGER PRIMARY KEY,
+    at          TEXT NOT NULL,     -- when the request started, RFC 3339 UTC
+    route       TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    reason      TEXT NOT NULL,     -- invalid_signature, timestamp_out_of_tolerance, ...
+    detail      TEXT NOT NULL,     -- the narrower reason, a fixed word
+    locs        TEXT,              -- a 422's field locations, as JSON
+    request_id  TEXT NOT NULL,
+    body_bytes  INTEGER,           -- NULL when the body was refused part way through
+    body_sha256 TEXT               -- hex; NULL when the body was not read in full
+);
+
+PRAGMA user_version = 4;

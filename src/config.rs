@@ -11,6 +11,7 @@ pub const READ_TOKEN: &str = "read_token";
 pub const READ_TOKEN_PREVIOUS: &str = "read_token_previous";
 pub const METRICS_TOKEN: &str = "metrics_token";
 pub const METRICS_TOKEN_PREVIOUS: &str = "metrics_token_previous";
+pub const REJECTION_LOG_SIZE: &str = "rejection_log_size";
 
 /// A bearer token and the one it replaces during a rotation: the variables that hold them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,24 @@ pub fn signature_tolerance_seconds(value: Option<&str>) -> Result<u64, String> {
     )
 }
 
+pub const DEFAULT_REJECTION_LOG_SIZE: u32 = 1000;
+/// Far more than an operator reads, and small enough that the table stays a few MB.
+pub const MAX_REJECTION_LOG_SIZE: u32 = 100_000;
+
+/// `rejection_log_size`: how many refused deliveries the log keeps, from 0 (off) to
+/// [`MAX_REJECTION_LOG_SIZE`]; absent or blank means 1000.
+pub fn rejection_log_size(value: Option<&str>) -> Result<u32, String> {
+    let Some(raw) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(DEFAULT_REJECTION_LOG_SIZE);
+    };
+    match raw.parse::<u32>() {
+        Ok(n) if n <= MAX_REJECTION_LOG_SIZE => Ok(n),
+        _ => Err(format!(
+            "{REJECTION_LOG_SIZE} must be a whole number from 0 to {MAX_REJECTION_LOG_SIZE}"
+        )),
+    }
+}
+
 /// A positive whole number of `unit`; blank or absent means `default`.
 fn positive<T>(value: Option<&str>, default: T, name: &str, unit: &str) -> Result<T, String>
 where
@@ -95,6 +114,17 @@ mod tests {
         assert_eq!(signature_tolerance_seconds(Some("60")), Ok(60));
         for bad in ["0", "-5", "5m", "1.5", "18446744073709551616"] {
             assert!(signature_tolerance_seconds(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rejection_log_size_is_zero_to_the_cap() {
+        assert_eq!(rejection_log_size(None), Ok(1000));
+        assert_eq!(rejection_log_size(Some(" ")), Ok(1000));
+        assert_eq!(rejection_log_size(Some("0")), Ok(0));
+        assert_eq!(rejection_log_size(Some("100000")), Ok(100_000));
+        for bad in ["100001", "-1", "1k", "4294967296"] {
+            assert!(rejection_log_size(Some(bad)).is_err(), "{bad}");
         }
     }
 

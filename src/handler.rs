@@ -8,6 +8,7 @@ use crate::metrics::{self, WebhookResult};
 use crate::payload;
 use crate::problem;
 use crate::query;
+use crate::rejections::{Body, Reason, Rejected};
 use crate::responses;
 use crate::routes::{self, Endpoint, Route};
 use crate::signature::{self, Presented};
@@ -87,6 +88,8 @@ struct Outcome {
     reason: Option<&'static str>,
     /// Storage already counted this request's metrics (with the message it stored).
     counted: bool,
+    /// A refused delivery, for the rejection log (written after the answer).
+    rejected: Option<Rejected>,
 }
 
 impl Outcome {
@@ -101,6 +104,7 @@ impl Outcome {
             error: None,
             reason: None,
             counted: false,
+            rejected: None,
         }
     }
 
@@ -118,6 +122,13 @@ impl Outcome {
 
     fn webhook(mut self, result: WebhookResult) -> Outcome {
         self.webhook = Some(result);
+        self
+    }
+
+    /// Marks a refused delivery for the rejection log; `detail` also goes to the log line.
+    fn rejected(mut self, reason: Reason, detail: &'static str, body: Body) -> Outcome {
+        self.reason = Some(detail);
+        self.rejected = Some(Rejected::new(reason, detail, body));
         self
     }
 }
@@ -207,6 +218,11 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
             refusal(&context, authorization, config::METRICS_TOKENS)
                 .unwrap_or_else(|| scrape(&mut context))
         }
+        Route::Found(Endpoint::Rejections) => {
+            let authorization = request.single_header("authorization");
+            refusal(&context, authorization, config::READ_TOKENS)
+                .unwrap_or_else(|| rejection_log(&mut context, &request.query))
+        }
     };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
 
@@ -243,8 +259,8 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
 
 impl AfterResponse<'_> {
     /// Folds `incoming` if this request's message filled a batch, records the request's
-    /// metrics (unless the row that stored its message counts them) and writes its log
-    /// line; then the connection closes.
+    /// metrics (unless the row that stored its message counts them) with its rejection log
+    /// entry if it was refused, and writes its log line; then the connection closes.
     pub fn complete(self) {
         let AfterResponse {
             mut context,
@@ -261,11 +277,21 @@ impl AfterResponse<'_> {
                 .error
                 .get_or_insert_with(|| format!("fold not run: {err}"));
         }
-        let increments =
+        let mut increments =
             metrics::increments(route.label(), outcome.status, latency_ms, outcome.webhook);
-        if outcome.counted {
+        let recorded = if outcome.counted {
             // Counted by the row that stored the message.
-        } else if let Err(err) = context.storage.record(&increments) {
+            Ok(())
+        } else if let Some(rejected) = outcome.rejected.take() {
+            increments.push(metrics::rejected(rejected.reason));
+            let keep = rejection_log_size(&context, &mut outcome);
+            let at = timestamp::format_utc(context.started);
+            let entry = rejected.entry(at, route.label(), outcome.status, &request_id);
+            context.storage.record_rejection(&entry, keep, &increments)
+        } else {
+            context.storage.record(&increments)
+        };
+        if let Err(err) = recorded {
             outcome
                 .error
                 .get_or_insert_with(|| format!("metrics not recorded: {err}"));
@@ -324,14 +350,17 @@ fn webhook(context: &mut Context, request: Request) -> Outcome {
         Ok(limit) => limit,
         Err(problem) => return invalid_configuration(problem),
     };
-    let too_large =
-        || Outcome::detail(413, "payload too large").webhook(WebhookResult::PayloadTooLarge);
+    let too_large = |detail, body| {
+        Outcome::detail(413, "payload too large")
+            .webhook(WebhookResult::PayloadTooLarge)
+            .rejected(Reason::PayloadTooLarge, detail, body)
+    };
     let declared_length = request
         .single_header("content-length")
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared_length.is_some_and(|n| n > limit as u64) {
-        return too_large();
+    if let Some(declared) = declared_length.filter(|n| *n > limit as u64) {
+        return too_large("content_length_over_limit", Body::Declared(declared));
     }
     // Copied out: reading the body consumes the request.
     let signature_header = request.single_header("x-signature").map(<[u8]>::to_vec);
@@ -339,7 +368,7 @@ fn webhook(context: &mut Context, request: Request) -> Outcome {
         .map(|name| request.single_header(name).map(<[u8]>::to_vec));
     let body = match request.body.read_to_limit(limit) {
         Ok(body) => body,
-        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::TooLarge) => return too_large("body_over_limit", Body::Unread),
         Err(BodyError::Io(err)) => {
             let mut outcome = Outcome::detail(400, "could not read request body");
             outcome.error = Some(format!("body: {err}"));
@@ -349,16 +378,26 @@ fn webhook(context: &mut Context, request: Request) -> Outcome {
 
     let secret = context.variable(config::WEBHOOK_SECRET).unwrap_or_default();
     if secret.is_empty() {
-        let mut outcome = Outcome::unavailable(
+        return Outcome::unavailable(
             "webhook secret not configured",
             "webhook_secret is empty".to_owned(),
+        )
+        .webhook(WebhookResult::NotConfigured)
+        .rejected(
+            Reason::NotConfigured,
+            "webhook_secret_empty",
+            Body::Read(body),
         );
-        outcome.webhook = Some(WebhookResult::NotConfigured);
-        return outcome;
     }
     let key = match signature::secret_key(&secret) {
         Ok(key) => key,
-        Err(problem) => return invalid_configuration(format!("webhook_secret: {problem}")),
+        Err(problem) => {
+            let mut outcome = invalid_configuration(format!("webhook_secret: {problem}"));
+            if let Some(rejected) = &mut outcome.rejected {
+                rejected.body = Body::Read(body);
+            }
+            return outcome;
+        }
     };
     let [id, timestamp, standard_signature] = &standard_headers;
     let presented = Presented {
@@ -369,15 +408,20 @@ fn webhook(context: &mut Context, request: Request) -> Outcome {
             signature: standard_signature.as_deref(),
         },
     };
-    if let Some(refused) = check_signature(context, &presented, &body, &key) {
+    if let Some(mut refused) = check_signature(context, &presented, &body, &key) {
+        if let Some(rejected) = &mut refused.rejected {
+            rejected.body = Body::Read(body);
+        }
         return refused;
     }
 
     let message = match payload::parse(&body) {
         Ok(message) => message,
         Err(errors) => {
-            return Outcome::json(422, problem::validation(&errors))
-                .webhook(WebhookResult::ValidationError)
+            let mut outcome = Outcome::json(422, problem::validation(&errors))
+                .webhook(WebhookResult::ValidationError);
+            outcome.rejected = Some(Rejected::invalid(&errors, body));
+            return outcome;
         }
     };
 
@@ -430,9 +474,14 @@ fn check_signature(
     let previous = context
         .variable(config::WEBHOOK_SECRET_PREVIOUS)
         .unwrap_or_default();
-    let mut outcome =
-        Outcome::detail(401, "invalid signature").webhook(WebhookResult::InvalidSignature);
-    outcome.reason = Some(rejection.reason());
+    // The body is attached by the caller, which owns it.
+    let mut outcome = Outcome::detail(401, "invalid signature")
+        .webhook(WebhookResult::InvalidSignature)
+        .rejected(
+            Reason::of_signature(rejection),
+            rejection.reason(),
+            Body::Unread,
+        );
     match signature::secret_key(&previous) {
         Ok(previous) if !previous.is_empty() && verify(previous.as_ref()).is_ok() => return None,
         Ok(_) => {}
@@ -479,8 +528,39 @@ fn auth_state(context: &Context, tokens: TokenPair) -> &'static str {
 }
 
 /// 503 for a configuration value we cannot use: senders retry while the operator fixes it.
+/// The caller attaches the body to its rejection log entry once it has read it.
 fn invalid_configuration(problem: String) -> Outcome {
-    Outcome::unavailable("invalid configuration", problem).webhook(WebhookResult::NotConfigured)
+    Outcome::unavailable("invalid configuration", problem)
+        .webhook(WebhookResult::NotConfigured)
+        .rejected(Reason::NotConfigured, "invalid_configuration", Body::Unread)
+}
+
+/// How many entries the rejection log keeps. A value that cannot be read keeps the default
+/// and says so in the request's log line (readiness reports it too): the bound is not worth
+/// failing a request over.
+fn rejection_log_size(context: &Context, outcome: &mut Outcome) -> u32 {
+    let value = context.variable(config::REJECTION_LOG_SIZE);
+    config::rejection_log_size(value.as_deref()).unwrap_or_else(|problem| {
+        outcome.error.get_or_insert(problem);
+        config::DEFAULT_REJECTION_LOG_SIZE
+    })
+}
+
+/// `GET /rejections`: the newest refused deliveries, a page at a time.
+fn rejection_log(context: &mut Context, raw_query: &str) -> Outcome {
+    let query = match query::parse_rejections(raw_query) {
+        Ok(query) => query,
+        Err(errors) => return Outcome::json(422, problem::validation(&errors)),
+    };
+    let mut outcome = Outcome::json(200, String::new());
+    let keep = rejection_log_size(context, &mut outcome);
+    match context.storage.rejections(keep, query.limit, query.before) {
+        Ok(page) => {
+            outcome.body = responses::rejections(&page, query.limit);
+            outcome
+        }
+        Err(err) => storage_unavailable(err),
+    }
 }
 
 fn list(context: &mut Context, raw_query: &str) -> Outcome {
@@ -538,6 +618,10 @@ fn ready(context: &mut Context) -> Outcome {
     }
     let tolerance = context.variable(config::SIGNATURE_TOLERANCE_SECONDS);
     if let Err(problem) = config::signature_tolerance_seconds(tolerance.as_deref()) {
+        config_problems.push(problem);
+    }
+    let log_size = context.variable(config::REJECTION_LOG_SIZE);
+    if let Err(problem) = config::rejection_log_size(log_size.as_deref()) {
         config_problems.push(problem);
     }
     if !config_problems.is_empty() {

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod payload;
 pub mod problem;
 pub mod query;
+pub mod rejections;
 pub mod responses;
 pub mod routes;
 pub mod signature;

@@ -4,6 +4,7 @@
 //! `(name, labels, value)`. Histogram buckets are stored per bucket (not cumulative) so that
 //! a request touches exactly one bucket row; rendering accumulates them.
 
+use crate::rejections::Reason;
 use std::fmt::Write;
 
 /// Upper bounds (ms) of the latency histogram buckets; `+Inf` is implicit.
@@ -15,6 +16,7 @@ pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const WEBHOOK_REQUESTS: &str = "webhook_requests_total";
 pub const LATENCY_BUCKET: &str = "request_latency_ms_bucket";
 pub const LATENCY_SUM: &str = "request_latency_ms_sum";
+pub const REJECTIONS: &str = "webhook_rejections_total";
 
 /// Outcome of a `POST /webhook`, the `result` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +122,19 @@ pub fn increments(
     out
 }
 
+/// A refused delivery's count by reason (one of a fixed few: the series stay bounded).
+pub fn rejected(reason: Reason) -> Increment {
+    Increment {
+        name: REJECTIONS,
+        labels: rejection_labels(reason),
+        delta: Delta::Count(1),
+    }
+}
+
+fn rejection_labels(reason: Reason) -> String {
+    format!("reason=\"{}\"", reason.as_str())
+}
+
 fn bucket_label(latency_ms: f64) -> String {
     LATENCY_BUCKETS_MS
         .iter()
@@ -162,6 +177,23 @@ pub fn render(rows: &[CounterRow]) -> String {
     );
     for row in select(WEBHOOK_REQUESTS) {
         sample(&mut out, WEBHOOK_REQUESTS, &row.labels, row.value);
+    }
+
+    family(
+        &mut out,
+        REJECTIONS,
+        "counter",
+        "Refused POST /webhook deliveries by reason (see GET /rejections).",
+    );
+    // Every reason, from zero: a rate over a series that appears only later misses its start.
+    for reason in Reason::ALL {
+        let labels = rejection_labels(reason);
+        let value = rows
+            .iter()
+            .filter(|r| r.name == REJECTIONS && r.labels == labels)
+            .map(|r| r.value)
+            .sum();
+        sample(&mut out, REJECTIONS, &labels, value);
     }
 
     family(
@@ -288,6 +320,18 @@ mod tests {
     }
 
     #[test]
+    fn rejections_are_counted_by_reason() {
+        let mut all = rows(&[rejected(Reason::TimestampOutOfTolerance)]);
+        all.extend(rows(&[rejected(Reason::TimestampOutOfTolerance)]));
+        let text = render(&all);
+        assert!(text.contains("# TYPE webhook_rejections_total counter\n"));
+        assert!(
+            text.contains("webhook_rejections_total{reason=\"timestamp_out_of_tolerance\"} 2\n")
+        );
+        assert!(text.contains("webhook_rejections_total{reason=\"invalid_signature\"} 0\n"));
+    }
+
+    #[test]
     fn empty_store_still_renders_every_family() {
         let text = render(&[]);
         for family in [
@@ -298,5 +342,12 @@ mod tests {
             assert!(text.contains(&format!("# HELP {family} ")), "{family}");
         }
         assert!(text.contains("request_latency_ms_count 0\n"));
+        for reason in Reason::ALL {
+            let series = format!(
+                "webhook_rejections_total{{reason=\"{}\"}} 0\n",
+                reason.as_str()
+            );
+            assert!(text.contains(&series), "{series}");
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Query parameters of `GET /messages`, parsed and validated into a [`MessageQuery`].
+//! Query parameters of `GET /messages` and `GET /rejections`, parsed and validated into a
+//! [`MessageQuery`] and a [`RejectionQuery`].
 //!
 //! Values are form-decoded (`+` is a space, `%XX` a byte) and must be UTF-8. A phone number
 //! sent with an unencoded `+` arrives as a leading space and is read back as `+`. Unknown
@@ -70,36 +71,8 @@ const KNOWN: [&str; 7] = ["limit", "offset", "from", "to", "since", "q", "cursor
 
 /// Parses the raw query string (without `?`).
 pub fn parse(raw: &str) -> Result<MessageQuery, Vec<FieldError>> {
-    let mut seen: [Option<String>; KNOWN.len()] = Default::default();
-    let mut errors = Vec::new();
-    for pair in raw.split('&').filter(|p| !p.is_empty()) {
-        let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        let Some(slot) = form_decode(raw_key).and_then(|key| KNOWN.iter().position(|k| *k == key))
-        else {
-            continue; // Unknown (or undecodable) names are not ours to judge.
-        };
-        let name = KNOWN[slot];
-        let Some(value) = form_decode(raw_value) else {
-            errors.push(FieldError::query(
-                name,
-                "string_unicode",
-                "value is not valid UTF-8",
-            ));
-            continue;
-        };
-        if seen[slot].is_some() {
-            errors.push(FieldError::query(
-                name,
-                "duplicate",
-                "parameter given more than once",
-            ));
-            continue;
-        }
-        seen[slot] = Some(value.into_owned());
-    }
-
+    let ([limit, offset, from, to, since, q, cursor], mut errors) = collect(raw, KNOWN);
     let mut query = MessageQuery::default();
-    let [limit, offset, from, to, since, q, cursor] = seen;
     let mut keep = |result: Result<(), FieldError>| {
         if let Err(err) = result {
             errors.push(err);
@@ -137,6 +110,91 @@ pub fn parse(raw: &str) -> Result<MessageQuery, Vec<FieldError>> {
     } else {
         Err(errors)
     }
+}
+
+/// `GET /rejections`: a page of the rejection log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectionQuery {
+    pub limit: u32,
+    /// Entries older than this one (the `seq` a previous page's `next_cursor` encodes).
+    pub before: Option<i64>,
+}
+
+/// Parses the query string of `GET /rejections`: `limit` as for messages, and `cursor`.
+pub fn parse_rejections(raw: &str) -> Result<RejectionQuery, Vec<FieldError>> {
+    let ([limit, cursor], mut errors) = collect(raw, ["limit", "cursor"]);
+    let mut query = RejectionQuery {
+        limit: DEFAULT_LIMIT,
+        before: None,
+    };
+    if let Some(v) = limit {
+        match parse_limit(&v) {
+            Ok(n) => query.limit = n,
+            Err(err) => errors.push(err),
+        }
+    }
+    if let Some(v) = cursor {
+        match decode_rejection_cursor(&v) {
+            Some(seq) => query.before = Some(seq),
+            None => errors.push(FieldError::query(
+                "cursor",
+                "value_error",
+                "not a cursor this API issued",
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(query)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The `next_cursor` of a rejection log page that ends at entry `seq`. Opaque to clients,
+/// and distinct in form from a message cursor so neither is taken for the other.
+pub fn rejection_cursor(seq: i64) -> String {
+    format!("r{seq}")
+}
+
+fn decode_rejection_cursor(raw: &str) -> Option<i64> {
+    let digits = raw.strip_prefix('r').filter(|d| digits_only(d))?;
+    digits.parse::<i64>().ok().filter(|n| *n > 0)
+}
+
+/// Each of the `known` parameters' decoded value, by position, and the problems found: a
+/// value that is not UTF-8, or a parameter given twice. Unknown names are skipped.
+fn collect<const N: usize>(
+    raw: &str,
+    known: [&'static str; N],
+) -> ([Option<String>; N], Vec<FieldError>) {
+    let mut seen: [Option<String>; N] = std::array::from_fn(|_| None);
+    let mut errors = Vec::new();
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Some(slot) = form_decode(raw_key).and_then(|key| known.iter().position(|k| *k == key))
+        else {
+            continue; // Unknown (or undecodable) names are not ours to judge.
+        };
+        let name = known[slot];
+        let Some(value) = form_decode(raw_value) else {
+            errors.push(FieldError::query(
+                name,
+                "string_unicode",
+                "value is not valid UTF-8",
+            ));
+            continue;
+        };
+        if seen[slot].is_some() {
+            errors.push(FieldError::query(
+                name,
+                "duplicate",
+                "parameter given more than once",
+            ));
+            continue;
+        }
+        seen[slot] = Some(value.into_owned());
+    }
+    (seen, errors)
 }
 
 /// `application/x-www-form-urlencoded` decoding; `None` when the bytes are not UTF-8.
@@ -342,6 +400,28 @@ mod tests {
                 ("query.from".into(), "string_pattern_mismatch")
             ]
         );
+    }
+
+    #[test]
+    fn rejection_log_pages() {
+        assert_eq!(
+            parse_rejections("").unwrap(),
+            RejectionQuery {
+                limit: DEFAULT_LIMIT,
+                before: None
+            }
+        );
+        let cursor = rejection_cursor(42);
+        let parsed = parse_rejections(&format!("limit=3&cursor={cursor}&from=x")).unwrap();
+        assert_eq!((parsed.limit, parsed.before), (3, Some(42)));
+        for bad in ["r", "r-1", "r0", "42", "rx", "r99999999999999999999", "r+1"] {
+            let errs = parse_rejections(&format!("cursor={bad}")).unwrap_err();
+            assert_eq!(errs[0].loc, ["query", "cursor"], "{bad}");
+        }
+        let errs = parse_rejections("limit=0&limit=5").unwrap_err();
+        let mut kinds: Vec<_> = errs.iter().map(|e| e.kind).collect();
+        kinds.sort_unstable();
+        assert_eq!(kinds, ["duplicate", "range"]);
     }
 
     #[test]

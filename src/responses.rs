@@ -1,6 +1,7 @@
 //! JSON bodies of successful answers.
 
-use crate::storage::{MessagePage, Stats};
+use crate::query;
+use crate::storage::{MessagePage, RejectionPage, Stats};
 use serde::Serialize;
 use serde_json::json;
 
@@ -50,6 +51,33 @@ pub fn stats(stats: &Stats) -> String {
         "last_message_ts": stats.last_message_ts,
     })
     .to_string()
+}
+
+/// `{"data":[...],"limit":L,"next_cursor":...}`, newest entry first.
+pub fn rejections(page: &RejectionPage, limit: u32) -> String {
+    let data: Vec<_> = page
+        .entries
+        .iter()
+        .map(|e| {
+            json!({
+                "at": e.at,
+                "route": e.route,
+                "status": e.status,
+                "reason": e.reason,
+                "detail": e.detail,
+                "locs": e.locs,
+                "request_id": e.request_id,
+                "body_bytes": e.body_bytes,
+                "body_sha256": e.body_sha256,
+            })
+        })
+        .collect();
+    let next_cursor = page
+        .entries
+        .last()
+        .filter(|_| page.more)
+        .map(|last| query::rejection_cursor(last.seq));
+    json!({ "data": data, "limit": limit, "next_cursor": next_cursor }).to_string()
 }
 
 pub fn status(value: &str) -> String {

@@ -8,16 +8,18 @@ pub enum Endpoint {
     Live,
     Ready,
     Metrics,
+    Rejections,
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 6] = [
+    const ALL: [Endpoint; 7] = [
         Endpoint::Webhook,
         Endpoint::Messages,
         Endpoint::Stats,
         Endpoint::Live,
         Endpoint::Ready,
         Endpoint::Metrics,
+        Endpoint::Rejections,
     ];
 
     pub fn path(self) -> &'static str {
@@ -28,6 +30,7 @@ impl Endpoint {
             Endpoint::Live => "/health/live",
             Endpoint::Ready => "/health/ready",
             Endpoint::Metrics => "/metrics",
+            Endpoint::Rejections => "/rejections",
         }
     }
 
@@ -36,7 +39,7 @@ impl Endpoint {
     pub fn serves_data(self) -> bool {
         matches!(
             self,
-            Endpoint::Messages | Endpoint::Stats | Endpoint::Metrics
+            Endpoint::Messages | Endpoint::Stats | Endpoint::Metrics | Endpoint::Rejections
         )
     }
 
@@ -101,6 +104,10 @@ mod tests {
         );
         assert_eq!(resolve("GET", "/../etc/passwd").label(), "other");
         assert_eq!(resolve("PUT", "/metrics").label(), "/metrics");
+        assert_eq!(
+            resolve("GET", "/rejections"),
+            Route::Found(Endpoint::Rejections)
+        );
     }
 
     #[test]
@@ -111,7 +118,12 @@ mod tests {
             .collect();
         assert_eq!(
             data,
-            [Endpoint::Messages, Endpoint::Stats, Endpoint::Metrics]
+            [
+                Endpoint::Messages,
+                Endpoint::Stats,
+                Endpoint::Metrics,
+                Endpoint::Rejections
+            ]
         );
     }
 }

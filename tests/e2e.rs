@@ -25,6 +25,8 @@ mod metrics;
 mod persistence;
 #[path = "e2e/read_auth.rs"]
 mod read_auth;
+#[path = "e2e/rejections.rs"]
+mod rejections;
 #[path = "e2e/replicas.rs"]
 mod replicas;
 #[path = "e2e/responses.rs"]

@@ -23,7 +23,7 @@
 //! rows it moved. A row an older version of the component stored straight into `messages`
 //! during a rolling upgrade is therefore counted too.
 
-use super::{counters, Database, SqlValue, StorageError};
+use super::{counters, in_transaction, Database, SqlValue, StorageError};
 
 /// Messages per fold. Reads scan `incoming` in full; at this size that is a few dozen pages.
 pub const FOLD_EVERY: i64 = 256;
@@ -81,8 +81,7 @@ pub fn statements() -> &'static [&'static str] {
 /// Moves every row of `incoming` into `messages` and counts every uncounted row, in one
 /// transaction: all of it or, on any failure, none of it.
 pub fn fold(db: &dyn Database) -> Result<(), StorageError> {
-    db.execute("BEGIN IMMEDIATE", &[])?;
-    let folded = (|| {
+    in_transaction(db, || {
         let rows = db.execute("SELECT counted_through FROM fold_state WHERE id = 1", &[])?;
         let counted = super::first_value(&rows)
             .and_then(SqlValue::as_i64)
@@ -92,14 +91,8 @@ pub fn fold(db: &dyn Database) -> Result<(), StorageError> {
             db.execute(step, &counted)?;
         }
         counters::fold_stored_requests(db)?;
-        db.execute("DELETE FROM incoming", &[])?;
-        db.execute("COMMIT", &[]).map(drop)
-    })();
-    if folded.is_err() {
-        // Best effort: a dropped connection rolls back anyway.
-        let _ = db.execute("ROLLBACK", &[]);
-    }
-    folded
+        db.execute("DELETE FROM incoming", &[]).map(drop)
+    })
 }
 
 /// Rows waiting in `incoming`.

@@ -9,6 +9,7 @@ mod counters;
 mod error;
 mod fold;
 mod messages;
+mod rejections;
 mod schema;
 mod session;
 
@@ -18,6 +19,7 @@ pub use fold::{fold, statements as fold_statements, FOLD_EVERY};
 pub use messages::{
     insert_message, list_messages, stats, Inserted, MessagePage, Stats, StoredMessage,
 };
+pub use rejections::{LoggedRejection, RejectionPage};
 pub use schema::{statements as schema_statements, SCHEMA_VERSION};
 pub use session::{apply_local_settings, prepare, Backend, Session, Stored, SERVER_RETRY_MS};
 
@@ -69,6 +71,21 @@ pub trait Database {
 /// The stored schema version (`PRAGMA user_version`); [`SCHEMA_VERSION`] when current.
 pub fn schema_version(db: &dyn Database) -> Result<i64, StorageError> {
     schema::user_version(db)
+}
+
+/// Runs `work` inside `BEGIN IMMEDIATE` ... `COMMIT`: all of it or, on any failure, none of
+/// it. Each statement goes on its own (Spin runs only the first statement of a string).
+fn in_transaction<T>(
+    db: &dyn Database,
+    work: impl FnOnce() -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    db.execute("BEGIN IMMEDIATE", &[])?;
+    let done = work().and_then(|value| db.execute("COMMIT", &[]).map(|_| value));
+    if done.is_err() {
+        // Best effort: a dropped connection rolls back anyway.
+        let _ = db.execute("ROLLBACK", &[]);
+    }
+    done
 }
 
 /// A scalar from the first column of the first row.

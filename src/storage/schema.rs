@@ -7,10 +7,10 @@
 //! The file holds only statements a libSQL server accepts; the local-file settings live in
 //! [`super::session`].
 
-use super::{first_value, Database, StorageError};
+use super::{first_value, in_transaction, Database, StorageError};
 
 /// The schema this build expects; `migrations.sql` ends by setting `user_version` to it.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const MIGRATIONS: &str = include_str!("../../migrations.sql");
 
@@ -51,21 +51,14 @@ pub fn ensure(db: &dyn Database) -> Result<(), StorageError> {
         return Ok(());
     }
     let statements = statements();
-    db.execute("BEGIN IMMEDIATE", &[])?;
-    let applied = (|| {
+    in_transaction(db, || {
         if user_version(db)? < SCHEMA_VERSION {
             for statement in &statements {
                 db.execute(statement, &[])?;
             }
         }
-        db.execute("COMMIT", &[])?;
         Ok(())
-    })();
-    if applied.is_err() {
-        // Best effort: a dropped connection rolls back anyway.
-        let _ = db.execute("ROLLBACK", &[]);
-    }
-    applied
+    })
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

@@ -21,10 +21,12 @@ use super::counters;
 use super::error::{ErrorKind, StorageError};
 use super::fold;
 use super::messages::{self, Inserted, MessagePage, Stats};
+use super::rejections::{self, RejectionPage};
 use super::{schema, Database};
 use crate::metrics::{CounterRow, Increment};
 use crate::payload::NewMessage;
 use crate::query::MessageQuery;
+use crate::rejections::Entry;
 use std::time::{Duration, Instant, SystemTime};
 
 /// What storing a message did.
@@ -191,6 +193,29 @@ impl<'a> Session<'a> {
     /// Adds a finished request's metric increments.
     pub fn record(&mut self, increments: &[Increment]) -> Result<(), StorageError> {
         self.run(Access::Write, |db| counters::record(db, increments))
+    }
+
+    /// Adds a refused delivery to the rejection log, keeping the newest `keep`, together with
+    /// its request's metric increments (see [`super::rejections`]).
+    pub fn record_rejection(
+        &mut self,
+        entry: &Entry,
+        keep: u32,
+        increments: &[Increment],
+    ) -> Result<(), StorageError> {
+        self.run(Access::Write, |db| {
+            rejections::record(db, entry, keep, increments)
+        })
+    }
+
+    /// A page of the rejection log, newest first (see [`rejections::list`]).
+    pub fn rejections(
+        &mut self,
+        keep: u32,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<RejectionPage, StorageError> {
+        self.run(Access::Read, |db| rejections::list(db, keep, limit, before))
     }
 
     /// The schema version after making sure the schema is in place (for readiness).
@@ -433,6 +458,29 @@ mod tests {
             Session::new(|| Ok(Box::new(TestDb::open(&db.path())) as Box<dyn Database>));
         assert_eq!(session.stats().unwrap().total_messages, 0);
         assert_eq!(schema::user_version(&db).unwrap(), schema::SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_3_database_gets_the_rejection_log_at_its_first_rejection() {
+        let db = TestDb::new();
+        prepare(&db).unwrap();
+        db.conn()
+            .execute_batch("DROP TABLE rejections; PRAGMA user_version = 3;")
+            .unwrap();
+        let mut session = session_on(&db.path());
+        assert_eq!(session.rejections(10, 10, None).unwrap().entries.len(), 0);
+        let entry = crate::rejections::Rejected::new(
+            crate::rejections::Reason::PayloadTooLarge,
+            "body_over_limit",
+            crate::rejections::Body::Unread,
+        )
+        .entry("2026-01-01T00:00:00.000Z".into(), "/webhook", 413, "r1");
+        session_on(&db.path())
+            .record_rejection(&entry, 10, &[])
+            .unwrap();
+        assert_eq!(schema::user_version(&db).unwrap(), schema::SCHEMA_VERSION);
+        let page = session_on(&db.path()).rejections(10, 10, None).unwrap();
+        assert_eq!(page.entries[0].request_id, "r1");
     }
 
     /// A server reached through a client that refuses local-file pragmas with a value, as

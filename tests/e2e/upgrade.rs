@@ -83,7 +83,10 @@ fn a_version_1_database_is_upgraded_by_the_first_request_that_needs_it(backend: 
     let page = app.get("/messages?since=2025-01-15T10:15:00Z");
     assert_eq!(page.status, 200, "{}", page.text());
     assert_eq!(page.json()["total"], 2);
-    assert_eq!(app.query_i64("PRAGMA user_version"), 3);
+    assert_eq!(
+        app.query_i64("PRAGMA user_version"),
+        webhook_inbox::storage::SCHEMA_VERSION
+    );
     assert_eq!(app.query_i64("SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 0);
 
     // Writes after the upgrade keep every aggregate in step.

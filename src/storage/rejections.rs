@@ -1,0 +1,233 @@
+//! The rejection log's table: the newest entries, bounded, written after the answer.
+//!
+//! Entries are numbered by the table's rowid, so numbers count up and "newest first" is a
+//! walk down the primary key. Each entry is stored together with its request's metric
+//! increments, and the oldest entries beyond the bound are deleted in the same transaction:
+//! the table never holds more than the configured number after a write commits.
+
+use super::{counters, in_transaction, Database, SqlValue, StorageError};
+use crate::metrics::Increment;
+use crate::rejections::Entry;
+
+/// One stored entry, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedRejection {
+    /// The entry's number: newer entries have greater ones.
+    pub seq: i64,
+    pub at: String,
+    pub route: String,
+    pub status: i64,
+    pub reason: String,
+    pub detail: String,
+    pub locs: Vec<Vec<String>>,
+    pub request_id: String,
+    pub body_bytes: Option<i64>,
+    pub body_sha256: Option<String>,
+}
+
+/// A page of the log, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RejectionPage {
+    pub entries: Vec<LoggedRejection>,
+    /// Older entries remain after this page.
+    pub more: bool,
+}
+
+/// Stores `entry` with its request's metric `increments`, keeping the newest `keep` entries
+/// (with `keep` = 0, the log is off: nothing is stored and what was kept goes).
+pub fn record(
+    db: &dyn Database,
+    entry: &Entry,
+    keep: u32,
+    increments: &[Increment],
+) -> Result<(), StorageError> {
+    in_transaction(db, || {
+        if keep > 0 {
+            db.execute(
+                "INSERT INTO rejections (at, route, status, reason, detail, locs, request_id, \
+                     body_bytes, body_sha256) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                &[
+                    SqlValue::text(entry.at.as_str()),
+                    SqlValue::text(entry.route),
+                    SqlValue::Integer(i64::from(entry.status)),
+                    SqlValue::text(entry.reason.as_str()),
+                    SqlValue::text(entry.detail),
+                    if entry.locs.is_empty() {
+                        SqlValue::Null
+                    } else {
+                        SqlValue::Text(serde_json::to_string(&entry.locs).unwrap_or_default())
+                    },
+                    SqlValue::text(entry.request_id.as_str()),
+                    entry
+                        .body_bytes
+                        .and_then(|n| i64::try_from(n).ok())
+                        .map_or(SqlValue::Null, SqlValue::Integer),
+                    entry
+                        .body_sha256
+                        .as_deref()
+                        .map_or(SqlValue::Null, SqlValue::text),
+                ],
+            )?;
+        }
+        // An index range on the rowid: nothing to read when nothing is due.
+        db.execute(
+            "DELETE FROM rejections \
+             WHERE seq <= (SELECT coalesce(max(seq), 0) FROM rejections) - ?1",
+            &[SqlValue::Integer(i64::from(keep))],
+        )?;
+        counters::record(db, increments)
+    })
+}
+
+/// Up to `limit` entries older than `before` (all when `None`), newest first, among the
+/// newest `keep`: a bound lowered since the last write already applies to what is served.
+pub fn list(
+    db: &dyn Database,
+    keep: u32,
+    limit: u32,
+    before: Option<i64>,
+) -> Result<RejectionPage, StorageError> {
+    let rows = db.execute(
+        "SELECT seq, at, route, status, reason, detail, locs, request_id, body_bytes, \
+             body_sha256 \
+         FROM rejections \
+         WHERE seq < ?1 AND seq > (SELECT coalesce(max(seq), 0) FROM rejections) - ?2 \
+         ORDER BY seq DESC LIMIT ?3",
+        &[
+            SqlValue::Integer(before.unwrap_or(i64::MAX)),
+            SqlValue::Integer(i64::from(keep)),
+            SqlValue::Integer(i64::from(limit) + 1),
+        ],
+    )?;
+    let mut entries: Vec<LoggedRejection> = rows.iter().filter_map(|row| from_row(row)).collect();
+    let more = entries.len() > limit as usize;
+    entries.truncate(limit as usize);
+    Ok(RejectionPage { entries, more })
+}
+
+fn from_row(row: &[SqlValue]) -> Option<LoggedRejection> {
+    let [seq, at, route, status, reason, detail, locs, request_id, body_bytes, body_sha256] = row
+    else {
+        return None;
+    };
+    let text = |v: &SqlValue| v.as_str().map(str::to_owned);
+    Some(LoggedRejection {
+        seq: seq.as_i64()?,
+        at: text(at)?,
+        route: text(route)?,
+        status: status.as_i64()?,
+        reason: text(reason)?,
+        detail: text(detail)?,
+        locs: locs
+            .as_str()
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default(),
+        request_id: text(request_id)?,
+        body_bytes: body_bytes.as_i64(),
+        body_sha256: text(body_sha256),
+    })
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::metrics::{self, WebhookResult};
+    use crate::rejections::{Body, Reason, Rejected};
+    use crate::storage::{prepare, read_counters, testing::TestDb};
+
+    fn entry(n: usize) -> Entry {
+        Rejected::new(
+            Reason::InvalidSignature,
+            "signature_mismatch",
+            Body::Read(format!("body {n}").into_bytes()),
+        )
+        .entry(
+            format!("2026-01-01T00:00:{:02}.000Z", n % 60),
+            "/webhook",
+            401,
+            &format!("req-{n}"),
+        )
+    }
+
+    fn ids(page: &RejectionPage) -> Vec<String> {
+        page.entries.iter().map(|e| e.request_id.clone()).collect()
+    }
+
+    #[test]
+    fn keeps_the_newest_entries_up_to_the_bound_and_pages_newest_first() {
+        let db = TestDb::new();
+        prepare(&db).unwrap();
+        for n in 1..=7 {
+            record(&db, &entry(n), 5, &[]).unwrap();
+            let rows: i64 = db
+                .conn()
+                .query_row("SELECT count(*) FROM rejections", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(rows, n.min(5) as i64, "after entry {n}");
+        }
+        let first = list(&db, 5, 2, None).unwrap();
+        assert_eq!(ids(&first), ["req-7", "req-6"]);
+        assert!(first.more);
+        let second = list(&db, 5, 2, Some(first.entries[1].seq)).unwrap();
+        assert_eq!(ids(&second), ["req-5", "req-4"]);
+        let last = list(&db, 5, 2, Some(second.entries[1].seq)).unwrap();
+        assert_eq!(ids(&last), ["req-3"]);
+        assert!(!last.more);
+
+        let stored = &first.entries[0];
+        assert_eq!(stored.reason, "invalid_signature");
+        assert_eq!(stored.detail, "signature_mismatch");
+        assert_eq!(stored.status, 401);
+        assert_eq!(stored.body_bytes, Some(6));
+        assert_eq!(stored.body_sha256, entry(7).body_sha256);
+    }
+
+    #[test]
+    fn a_lowered_bound_applies_to_reads_at_once_and_to_the_table_at_the_next_write() {
+        let db = TestDb::new();
+        prepare(&db).unwrap();
+        for n in 1..=6 {
+            record(&db, &entry(n), 10, &[]).unwrap();
+        }
+        assert_eq!(ids(&list(&db, 2, 10, None).unwrap()), ["req-6", "req-5"]);
+        record(&db, &entry(7), 2, &[]).unwrap();
+        assert_eq!(ids(&list(&db, 10, 10, None).unwrap()), ["req-7", "req-6"]);
+        // Off: nothing stored, and nothing kept.
+        record(&db, &entry(8), 0, &[]).unwrap();
+        assert_eq!(list(&db, 10, 10, None).unwrap(), RejectionPage::default());
+    }
+
+    #[test]
+    fn an_entry_and_its_request_counters_are_written_together() {
+        let db = TestDb::new();
+        prepare(&db).unwrap();
+        let mut increments =
+            metrics::increments("/webhook", 422, 1.0, Some(WebhookResult::ValidationError));
+        increments.push(metrics::rejected(Reason::ValidationError));
+        let invalid = Rejected::invalid(
+            &[crate::problem::FieldError::body(
+                Some("to"),
+                "missing",
+                "Field required",
+            )],
+            b"{}".to_vec(),
+        )
+        .entry("2026-01-01T00:00:00.000Z".into(), "/webhook", 422, "r");
+        record(&db, &invalid, 10, &increments).unwrap();
+        let page = list(&db, 10, 10, None).unwrap();
+        assert_eq!(page.entries[0].locs, [["body", "to"]]);
+        let counted = read_counters(&db)
+            .unwrap()
+            .into_iter()
+            .any(|c| c.name == metrics::REJECTIONS && c.labels == "reason=\"validation_error\"");
+        assert!(counted);
+
+        // A failing statement leaves neither the entry nor the counters behind.
+        db.conn()
+            .execute_batch("DROP TABLE metric_counters")
+            .unwrap();
+        assert!(record(&db, &entry(2), 10, &increments).is_err());
+        assert_eq!(list(&db, 10, 10, None).unwrap().entries.len(), 1);
+    }
+}

@@ -1,4 +1,4 @@
--- webhook-inbox schema, version 4 (upgrades a version 1, 2 or 3 database in place).
+-- webhook-inbox schema, version 5 (upgrades a version 1 to 4 database in place).
 --
 -- Idempotent: safe to run any number of times, e.g. `spin up --sqlite @migrations.sql` or a
 -- separate migration step. The component applies this same file itself on first use, one
@@ -132,4 +132,13 @@ CREATE TABLE IF NOT EXISTS rejections (
     body_sha256 TEXT               -- hex; NULL when the body was not read in full
 );
 
-PRAGMA user_version = 4;
+-- Messages erased or purged (src/storage/lifecycle.rs) leave a tombstone: a hash of their
+-- `message_id` (never the id itself) until `expires_at` (Unix seconds), so that a sender's
+-- re-delivery within the window is answered as a duplicate and stored nothing.
+CREATE TABLE IF NOT EXISTS tombstones (
+    id_hash    TEXT PRIMARY KEY,     -- hex of the first 16 bytes of SHA-256(message_id)
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tombstones_by_expiry ON tombstones (expires_at);
+
+PRAGMA user_version = 5;

@@ -12,6 +12,11 @@ pub const READ_TOKEN_PREVIOUS: &str = "read_token_previous";
 pub const METRICS_TOKEN: &str = "metrics_token";
 pub const METRICS_TOKEN_PREVIOUS: &str = "metrics_token_previous";
 pub const REJECTION_LOG_SIZE: &str = "rejection_log_size";
+pub const ADMIN_TOKEN: &str = "admin_token";
+pub const ADMIN_TOKEN_PREVIOUS: &str = "admin_token_previous";
+pub const RETENTION_DAYS: &str = "retention_days";
+pub const PURGE_BATCH_SIZE: &str = "purge_batch_size";
+pub const TOMBSTONE_DAYS: &str = "tombstone_days";
 
 /// A bearer token and the one it replaces during a rotation: the variables that hold them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +36,13 @@ pub const READ_TOKENS: TokenPair = TokenPair {
 pub const METRICS_TOKENS: TokenPair = TokenPair {
     current: METRICS_TOKEN,
     previous: METRICS_TOKEN_PREVIOUS,
+};
+
+/// Guards the admin routes (purge, erasure). Unlike the read tokens, an unset admin token
+/// closes them: removing data is never open to whoever reaches the port.
+pub const ADMIN_TOKENS: TokenPair = TokenPair {
+    current: ADMIN_TOKEN,
+    previous: ADMIN_TOKEN_PREVIOUS,
 };
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
@@ -63,14 +75,85 @@ pub const MAX_REJECTION_LOG_SIZE: u32 = 100_000;
 /// `rejection_log_size`: how many refused deliveries the log keeps, from 0 (off) to
 /// [`MAX_REJECTION_LOG_SIZE`]; absent or blank means 1000.
 pub fn rejection_log_size(value: Option<&str>) -> Result<u32, String> {
+    bounded(
+        value,
+        DEFAULT_REJECTION_LOG_SIZE,
+        0,
+        MAX_REJECTION_LOG_SIZE,
+        REJECTION_LOG_SIZE,
+    )
+}
+
+/// How long messages are kept, and how removals are bounded (see `storage::lifecycle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// `retention_days`: 0 keeps messages forever.
+    pub retention_days: u32,
+    /// `purge_batch_size`: most messages (and tombstones) one request removes.
+    pub batch: u32,
+    /// `tombstone_days`: how long a removed message's id is still answered as a duplicate;
+    /// 0 keeps no tombstones.
+    pub tombstone_days: u32,
+}
+
+pub const DEFAULT_PURGE_BATCH_SIZE: u32 = 500;
+pub const MAX_PURGE_BATCH_SIZE: u32 = 10_000;
+/// Longer than the retry windows of common senders (Stripe 3 days, Meta up to 7).
+pub const DEFAULT_TOMBSTONE_DAYS: u32 = 8;
+/// A hundred years: beyond that a day count is a typo, and timestamps would overflow.
+const MAX_DAYS: u32 = 36_500;
+
+/// The lifecycle variables, each read with `read`; every problem is reported, none guessed.
+pub fn lifecycle(read: impl Fn(&str) -> Option<String>) -> Result<Lifecycle, String> {
+    let retention = bounded(
+        read(RETENTION_DAYS).as_deref(),
+        0,
+        0,
+        MAX_DAYS,
+        RETENTION_DAYS,
+    );
+    let batch = bounded(
+        read(PURGE_BATCH_SIZE).as_deref(),
+        DEFAULT_PURGE_BATCH_SIZE,
+        1,
+        MAX_PURGE_BATCH_SIZE,
+        PURGE_BATCH_SIZE,
+    );
+    let tombstone = bounded(
+        read(TOMBSTONE_DAYS).as_deref(),
+        DEFAULT_TOMBSTONE_DAYS,
+        0,
+        MAX_DAYS,
+        TOMBSTONE_DAYS,
+    );
+    match (retention, batch, tombstone) {
+        (Ok(retention_days), Ok(batch), Ok(tombstone_days)) => Ok(Lifecycle {
+            retention_days,
+            batch,
+            tombstone_days,
+        }),
+        (a, b, c) => Err([a.err(), b.err(), c.err()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; ")),
+    }
+}
+
+/// A whole number from `min` to `max`; blank or absent means `default`.
+fn bounded(
+    value: Option<&str>,
+    default: u32,
+    min: u32,
+    max: u32,
+    name: &str,
+) -> Result<u32, String> {
     let Some(raw) = value.map(str::trim).filter(|v| !v.is_empty()) else {
-        return Ok(DEFAULT_REJECTION_LOG_SIZE);
+        return Ok(default);
     };
     match raw.parse::<u32>() {
-        Ok(n) if n <= MAX_REJECTION_LOG_SIZE => Ok(n),
-        _ => Err(format!(
-            "{REJECTION_LOG_SIZE} must be a whole number from 0 to {MAX_REJECTION_LOG_SIZE}"
-        )),
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{name} must be a whole number from {min} to {max}")),
     }
 }
 
@@ -125,6 +208,47 @@ mod tests {
         assert_eq!(rejection_log_size(Some("100000")), Ok(100_000));
         for bad in ["100001", "-1", "1k", "4294967296"] {
             assert!(rejection_log_size(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lifecycle_defaults_bounds_and_every_problem_at_once() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            lifecycle(vars(&[])),
+            Ok(Lifecycle {
+                retention_days: 0,
+                batch: 500,
+                tombstone_days: 8
+            })
+        );
+        assert_eq!(
+            lifecycle(vars(&[
+                ("retention_days", "30"),
+                ("purge_batch_size", "10000"),
+                ("tombstone_days", "0")
+            ])),
+            Ok(Lifecycle {
+                retention_days: 30,
+                batch: 10_000,
+                tombstone_days: 0
+            })
+        );
+        let problems = lifecycle(vars(&[
+            ("retention_days", "-1"),
+            ("purge_batch_size", "0"),
+            ("tombstone_days", "36501"),
+        ]))
+        .unwrap_err();
+        for name in ["retention_days", "purge_batch_size", "tombstone_days"] {
+            assert!(problems.contains(name), "{problems}");
         }
     }
 

@@ -4,7 +4,7 @@
 use crate::auth::{self, Access};
 use crate::config::{self, TokenPair};
 use crate::logline::{self, Level, LogLine};
-use crate::metrics::{self, WebhookResult};
+use crate::metrics::{self, Removed, WebhookResult};
 use crate::payload;
 use crate::problem;
 use crate::query;
@@ -13,7 +13,7 @@ use crate::responses;
 use crate::routes::{self, Endpoint, Route};
 use crate::signature::{self, Presented};
 use crate::standard_webhooks;
-use crate::storage::{Database, Inserted, Session, StorageError, SCHEMA_VERSION};
+use crate::storage::{Database, Inserted, Removal, Session, StorageError, SCHEMA_VERSION};
 use crate::timestamp;
 use std::time::{Instant, SystemTime};
 
@@ -90,6 +90,8 @@ struct Outcome {
     counted: bool,
     /// A refused delivery, for the rejection log (written after the answer).
     rejected: Option<Rejected>,
+    /// Messages this request removed, and why (for the log line and the metrics).
+    removed: Option<(Removed, u64)>,
 }
 
 impl Outcome {
@@ -105,6 +107,7 @@ impl Outcome {
             reason: None,
             counted: false,
             rejected: None,
+            removed: None,
         }
     }
 
@@ -195,9 +198,7 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
         Route::NotFound => Outcome::detail(404, "not found"),
         Route::WrongMethod(endpoint) => {
             let mut outcome = Outcome::detail(405, "method not allowed");
-            outcome
-                .headers
-                .push(("allow", endpoint.method().to_owned()));
+            outcome.headers.push(("allow", endpoint.allow()));
             outcome
         }
         Route::Found(Endpoint::Live) => Outcome::json(200, responses::status("ok")),
@@ -217,6 +218,13 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
             let authorization = request.single_header("authorization");
             refusal(&context, authorization, config::METRICS_TOKENS)
                 .unwrap_or_else(|| scrape(&mut context))
+        }
+        Route::Found(
+            endpoint @ (Endpoint::Purge | Endpoint::EraseSender | Endpoint::EraseMessage),
+        ) => {
+            let authorization = request.single_header("authorization");
+            admin_refusal(&context, authorization)
+                .unwrap_or_else(|| admin(&mut context, endpoint, &request))
         }
         Route::Found(Endpoint::Rejections) => {
             let authorization = request.single_header("authorization");
@@ -271,18 +279,27 @@ impl AfterResponse<'_> {
             method,
             path,
         } = self;
-        if let Err(err) = context.storage.fold_if_due() {
+        match context.storage.fold_if_due() {
+            // The write lock is free again: the moment for a retention batch, if one is due.
+            Ok(true) => purge_after_fold(&mut context, &mut outcome),
+            Ok(false) => {}
             // The messages are stored either way; the next batch's write folds them.
-            outcome
-                .error
-                .get_or_insert_with(|| format!("fold not run: {err}"));
+            Err(err) => {
+                outcome
+                    .error
+                    .get_or_insert_with(|| format!("fold not run: {err}"));
+            }
         }
-        let mut increments =
-            metrics::increments(route.label(), outcome.status, latency_ms, outcome.webhook);
-        let recorded = if outcome.counted {
+        let mut increments = if outcome.counted {
             // Counted by the row that stored the message.
-            Ok(())
-        } else if let Some(rejected) = outcome.rejected.take() {
+            Vec::new()
+        } else {
+            metrics::increments(route.label(), outcome.status, latency_ms, outcome.webhook)
+        };
+        if let Some((cause, count)) = outcome.removed.filter(|(_, n)| *n > 0) {
+            increments.push(metrics::removed(cause, count));
+        }
+        let recorded = if let Some(rejected) = outcome.rejected.take() {
             increments.push(metrics::rejected(rejected.reason));
             let keep = rejection_log_size(&context, &mut outcome);
             let at = timestamp::format_utc(context.started);
@@ -317,6 +334,7 @@ impl AfterResponse<'_> {
                 dup: outcome.webhook.map(|r| r == WebhookResult::Duplicate),
                 result: outcome.webhook.map(WebhookResult::as_str),
                 reason: outcome.reason,
+                removed: outcome.removed.map(|(_, n)| n),
                 error: outcome.error.as_deref(),
             };
             context.runtime.log(&line.to_line());
@@ -517,6 +535,127 @@ fn refusal(context: &Context, authorization: Option<&[u8]>, tokens: TokenPair) -
     }
 }
 
+/// The answer that refuses an admin request, or `None` when it carries the admin token.
+/// With no admin token configured the routes are closed (403), never open.
+fn admin_refusal(context: &Context, authorization: Option<&[u8]>) -> Option<Outcome> {
+    match context.runtime.variable(config::ADMIN_TOKEN) {
+        Ok(Some(token)) if !token.is_empty() => {
+            refusal(context, authorization, config::ADMIN_TOKENS)
+        }
+        Ok(_) => Some(Outcome::detail(
+            403,
+            "admin routes are disabled: set admin_token to use them",
+        )),
+        Err(error) => Some(Outcome::unavailable(
+            "configuration unavailable",
+            format!("{}: {error}", config::ADMIN_TOKEN),
+        )),
+    }
+}
+
+/// The admin routes, once the caller is known: a retention batch, or an erasure.
+fn admin(context: &mut Context, endpoint: Endpoint, request: &Request) -> Outcome {
+    let lifecycle = match config::lifecycle(|name| context.variable(name)) {
+        Ok(lifecycle) => lifecycle,
+        Err(problem) => return Outcome::unavailable("invalid configuration", problem),
+    };
+    let removal = removal(context.started, &lifecycle);
+    let (cause, result) = match endpoint {
+        Endpoint::Purge => {
+            let cutoff = retention_cutoff(context.started, lifecycle.retention_days);
+            let purged = context.storage.purge(cutoff.as_deref(), &removal);
+            let body = purged.map(|p| {
+                let body = serde_json::json!({
+                    "purged": p.messages,
+                    "tombstones_purged": p.tombstones,
+                    "more": p.more,
+                    "retention_days": lifecycle.retention_days,
+                });
+                (p.messages, Outcome::json(200, body.to_string()))
+            });
+            (Removed::Retention, body)
+        }
+        Endpoint::EraseSender => {
+            let sender = match query::parse_erasure(&request.query) {
+                Ok(sender) => sender,
+                Err(errors) => return Outcome::json(422, problem::validation(&errors)),
+            };
+            let erased = context.storage.erase_sender(&sender, &removal);
+            let body = erased.map(|e| {
+                let body = serde_json::json!({"erased": e.erased, "remaining": e.remaining});
+                (e.erased, Outcome::json(200, body.to_string()))
+            });
+            (Removed::Erasure, body)
+        }
+        _ => {
+            let raw_id = &request.path[routes::MESSAGE_PREFIX.len()..];
+            // An id that does not decode to UTF-8 was never stored (ids are JSON strings).
+            let Some(message_id) = query::decode_path_segment(raw_id) else {
+                return Outcome::detail(404, "message not found");
+            };
+            let erased = context.storage.erase_message(&message_id, &removal);
+            let body = erased.map(|found| match found {
+                true => (
+                    1,
+                    Outcome::json(200, serde_json::json!({"erased": 1}).to_string()),
+                ),
+                false => (0, Outcome::detail(404, "message not found")),
+            });
+            (Removed::Erasure, body)
+        }
+    };
+    match result {
+        Ok((count, mut outcome)) => {
+            outcome.removed = Some((cause, count));
+            outcome
+        }
+        Err(err) => storage_unavailable(err),
+    }
+}
+
+/// After a fold, one retention batch if anything is due (a single read when nothing is).
+/// Its problems go to the log line: the request it rides on was answered already.
+fn purge_after_fold(context: &mut Context, outcome: &mut Outcome) {
+    let lifecycle = match config::lifecycle(|name| context.variable(name)) {
+        Ok(lifecycle) => lifecycle,
+        Err(problem) => {
+            outcome.error.get_or_insert(problem);
+            return;
+        }
+    };
+    let cutoff = retention_cutoff(context.started, lifecycle.retention_days);
+    let removal = removal(context.started, &lifecycle);
+    match context.storage.purge(cutoff.as_deref(), &removal) {
+        Ok(purged) => outcome.removed = Some((Removed::Retention, purged.messages)),
+        Err(err) => {
+            outcome
+                .error
+                .get_or_insert_with(|| format!("retention batch not run: {err}"));
+        }
+    }
+}
+
+/// The instant key before which messages are due for purging; `None` when kept forever.
+fn retention_cutoff(now: SystemTime, retention_days: u32) -> Option<String> {
+    if retention_days == 0 {
+        return None;
+    }
+    let kept = std::time::Duration::from_secs(u64::from(retention_days) * 86_400);
+    let cutoff = now.checked_sub(kept).unwrap_or(SystemTime::UNIX_EPOCH);
+    timestamp::instant_key(&timestamp::format_utc(cutoff)).ok()
+}
+
+fn removal(now: SystemTime, lifecycle: &config::Lifecycle) -> Removal {
+    let now_unix = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    Removal {
+        now_unix,
+        tombstone_until: now_unix + i64::from(lifecycle.tombstone_days) * 86_400,
+        batch: lifecycle.batch,
+    }
+}
+
 /// `"open"` or `"required"`: whether `tokens` guard their endpoints, for the readiness body.
 fn auth_state(context: &Context, tokens: TokenPair) -> &'static str {
     match context.runtime.variable(tokens.current) {
@@ -622,6 +761,9 @@ fn ready(context: &mut Context) -> Outcome {
     }
     let log_size = context.variable(config::REJECTION_LOG_SIZE);
     if let Err(problem) = config::rejection_log_size(log_size.as_deref()) {
+        config_problems.push(problem);
+    }
+    if let Err(problem) = config::lifecycle(|name| context.variable(name)) {
         config_problems.push(problem);
     }
     if !config_problems.is_empty() {

@@ -46,6 +46,9 @@ pub struct LogLine<'a> {
     /// word, never request content.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    /// Messages the request removed (an erasure, or a retention batch after its answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed: Option<u64>,
     /// Why a request failed on our side (storage, configuration); never request content.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
@@ -123,6 +126,7 @@ mod tests {
             dup: Some(false),
             result: Some("created"),
             reason: None,
+            removed: None,
             error: None,
         }
         .to_line();

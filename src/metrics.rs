@@ -17,6 +17,37 @@ pub const WEBHOOK_REQUESTS: &str = "webhook_requests_total";
 pub const LATENCY_BUCKET: &str = "request_latency_ms_bucket";
 pub const LATENCY_SUM: &str = "request_latency_ms_sum";
 pub const REJECTIONS: &str = "webhook_rejections_total";
+pub const REMOVED: &str = "messages_removed_total";
+
+/// Why stored messages were removed: the `cause` label of [`REMOVED`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removed {
+    /// Purged by `retention_days`.
+    Retention,
+    /// Erased through an admin route.
+    Erasure,
+}
+
+impl Removed {
+    const ALL: [Removed; 2] = [Removed::Retention, Removed::Erasure];
+
+    fn labels(self) -> String {
+        let cause = match self {
+            Removed::Retention => "retention",
+            Removed::Erasure => "erasure",
+        };
+        format!("cause=\"{cause}\"")
+    }
+}
+
+/// `count` messages removed for `cause`.
+pub fn removed(cause: Removed, count: u64) -> Increment {
+    Increment {
+        name: REMOVED,
+        labels: cause.labels(),
+        delta: Delta::Count(i64::try_from(count).unwrap_or(i64::MAX)),
+    }
+}
 
 /// Outcome of a `POST /webhook`, the `result` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +225,22 @@ pub fn render(rows: &[CounterRow]) -> String {
             .map(|r| r.value)
             .sum();
         sample(&mut out, REJECTIONS, &labels, value);
+    }
+
+    family(
+        &mut out,
+        REMOVED,
+        "counter",
+        "Stored messages removed, by cause (retention or erasure).",
+    );
+    for cause in Removed::ALL {
+        let labels = cause.labels();
+        let value = rows
+            .iter()
+            .filter(|r| r.name == REMOVED && r.labels == labels)
+            .map(|r| r.value)
+            .sum();
+        sample(&mut out, REMOVED, &labels, value);
     }
 
     family(

@@ -197,6 +197,33 @@ fn collect<const N: usize>(
     (seen, errors)
 }
 
+/// The sender whose messages `DELETE /messages?from=…` erases: `from` is required, and
+/// read as for listing. No other parameter narrows an erasure, so none is looked at.
+pub fn parse_erasure(raw: &str) -> Result<String, Vec<FieldError>> {
+    let ([from], mut errors) = collect(raw, ["from"]);
+    match from {
+        Some(v) if errors.is_empty() => parse_phone("from", v).map_err(|e| vec![e]),
+        Some(_) => Err(errors),
+        None => {
+            errors.push(FieldError::query(
+                "from",
+                "missing",
+                "from is required: the sender whose messages to erase",
+            ));
+            Err(errors)
+        }
+    }
+}
+
+/// A percent-encoded path segment (`/messages/{message_id}`), decoded; `+` stays a plus.
+/// `None` when the bytes are not UTF-8.
+pub fn decode_path_segment(raw: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()
+        .map(Cow::into_owned)
+}
+
 /// `application/x-www-form-urlencoded` decoding; `None` when the bytes are not UTF-8.
 fn form_decode(raw: &str) -> Option<Cow<'_, str>> {
     let spaced: Cow<'_, str> = if raw.contains('+') {
@@ -400,6 +427,35 @@ mod tests {
                 ("query.from".into(), "string_pattern_mismatch")
             ]
         );
+    }
+
+    #[test]
+    fn an_erasure_names_one_valid_sender() {
+        assert_eq!(parse_erasure("from=%2B1555").unwrap(), "+1555");
+        assert_eq!(parse_erasure("from=+1555&to=x").unwrap(), "+1555");
+        for bad in [
+            "",
+            "to=%2B1",
+            "from=",
+            "from=abc",
+            "from=%2B1&from=%2B2",
+            "from=%FF",
+        ] {
+            let errs = parse_erasure(bad).unwrap_err();
+            assert_eq!(errs[0].loc, ["query", "from"], "{bad}");
+        }
+    }
+
+    #[test]
+    fn path_segments_decode_any_utf8_and_refuse_the_rest() {
+        assert_eq!(decode_path_segment("m%201+x").as_deref(), Some("m 1+x"));
+        assert_eq!(
+            decode_path_segment("%E2%9C%93").as_deref(),
+            Some("\u{2713}")
+        );
+        assert_eq!(decode_path_segment("a%2Fb").as_deref(), Some("a/b"));
+        assert_eq!(decode_path_segment("%FF%00"), None);
+        assert_eq!(decode_path_segment("%zz").as_deref(), Some("%zz"));
     }
 
     #[test]

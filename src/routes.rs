@@ -9,10 +9,19 @@ pub enum Endpoint {
     Ready,
     Metrics,
     Rejections,
+    /// `POST /admin/purge`: one retention batch, on demand.
+    Purge,
+    /// `DELETE /messages?from=…`: a batch of one sender's messages.
+    EraseSender,
+    /// `DELETE /messages/{message_id}`.
+    EraseMessage,
 }
 
+/// Where `/messages/{message_id}` starts.
+pub const MESSAGE_PREFIX: &str = "/messages/";
+
 impl Endpoint {
-    const ALL: [Endpoint; 7] = [
+    const ALL: [Endpoint; 10] = [
         Endpoint::Webhook,
         Endpoint::Messages,
         Endpoint::Stats,
@@ -20,17 +29,33 @@ impl Endpoint {
         Endpoint::Ready,
         Endpoint::Metrics,
         Endpoint::Rejections,
+        Endpoint::Purge,
+        Endpoint::EraseSender,
+        Endpoint::EraseMessage,
     ];
 
+    /// The route: the path, or its pattern. Also the `path` label of the metrics, so the
+    /// labels stay a fixed set whatever the paths requested.
     pub fn path(self) -> &'static str {
         match self {
             Endpoint::Webhook => "/webhook",
-            Endpoint::Messages => "/messages",
+            Endpoint::Messages | Endpoint::EraseSender => "/messages",
             Endpoint::Stats => "/stats",
             Endpoint::Live => "/health/live",
             Endpoint::Ready => "/health/ready",
             Endpoint::Metrics => "/metrics",
             Endpoint::Rejections => "/rejections",
+            Endpoint::Purge => "/admin/purge",
+            Endpoint::EraseMessage => "/messages/{message_id}",
+        }
+    }
+
+    fn matches(self, path: &str) -> bool {
+        match self {
+            Endpoint::EraseMessage => path
+                .strip_prefix(MESSAGE_PREFIX)
+                .is_some_and(|id| !id.is_empty()),
+            _ => path == self.path(),
         }
     }
 
@@ -43,18 +68,38 @@ impl Endpoint {
         )
     }
 
+    /// The routes that change or remove stored data on an operator's behalf: they need the
+    /// admin token, and are closed when none is configured.
+    pub fn is_admin(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Purge | Endpoint::EraseSender | Endpoint::EraseMessage
+        )
+    }
+
     pub fn method(self) -> &'static str {
         match self {
-            Endpoint::Webhook => "POST",
+            Endpoint::Webhook | Endpoint::Purge => "POST",
+            Endpoint::EraseSender | Endpoint::EraseMessage => "DELETE",
             _ => "GET",
         }
+    }
+
+    /// The `Allow` header for this endpoint's route: every method some endpoint takes there.
+    pub fn allow(self) -> String {
+        let methods: Vec<&str> = Endpoint::ALL
+            .into_iter()
+            .filter(|e| e.path() == self.path())
+            .map(Endpoint::method)
+            .collect();
+        methods.join(", ")
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Found(Endpoint),
-    /// Known path, other method: 405 with `Allow: <method>`.
+    /// Known path, other method: 405 with `Allow` (see [`Endpoint::allow`]).
     WrongMethod(Endpoint),
     NotFound,
 }
@@ -70,10 +115,16 @@ impl Route {
 }
 
 pub fn resolve(method: &str, path: &str) -> Route {
-    match Endpoint::ALL.into_iter().find(|e| e.path() == path) {
-        Some(endpoint) if endpoint.method() == method => Route::Found(endpoint),
-        Some(endpoint) => Route::WrongMethod(endpoint),
-        None => Route::NotFound,
+    let mut on_path = Endpoint::ALL.into_iter().filter(|e| e.matches(path));
+    let Some(first) = on_path.next() else {
+        return Route::NotFound;
+    };
+    match std::iter::once(first)
+        .chain(on_path)
+        .find(|e| e.method() == method)
+    {
+        Some(endpoint) => Route::Found(endpoint),
+        None => Route::WrongMethod(first),
     }
 }
 
@@ -93,7 +144,7 @@ mod tests {
             Route::Found(Endpoint::Ready)
         );
         assert_eq!(
-            resolve("DELETE", "/messages"),
+            resolve("PUT", "/messages"),
             Route::WrongMethod(Endpoint::Messages)
         );
         assert_eq!(resolve("GET", "/messages/"), Route::NotFound);
@@ -107,6 +158,45 @@ mod tests {
         assert_eq!(
             resolve("GET", "/rejections"),
             Route::Found(Endpoint::Rejections)
+        );
+    }
+
+    #[test]
+    fn admin_routes() {
+        assert_eq!(
+            resolve("POST", "/admin/purge"),
+            Route::Found(Endpoint::Purge)
+        );
+        assert_eq!(
+            resolve("DELETE", "/messages"),
+            Route::Found(Endpoint::EraseSender)
+        );
+        assert_eq!(
+            resolve("GET", "/messages"),
+            Route::Found(Endpoint::Messages)
+        );
+        assert_eq!(
+            resolve("DELETE", "/messages/m%201"),
+            Route::Found(Endpoint::EraseMessage)
+        );
+        let wrong = resolve("POST", "/messages/m1");
+        assert_eq!(wrong, Route::WrongMethod(Endpoint::EraseMessage));
+        assert_eq!(wrong.label(), "/messages/{message_id}");
+        assert_eq!(
+            resolve("PATCH", "/messages/x/y").label(),
+            "/messages/{message_id}"
+        );
+        assert_eq!(Endpoint::Messages.allow(), "GET, DELETE");
+        assert_eq!(Endpoint::EraseMessage.allow(), "DELETE");
+        assert_eq!(Endpoint::Purge.allow(), "POST");
+        let admin: Vec<_> = Endpoint::ALL.into_iter().filter(|e| e.is_admin()).collect();
+        assert_eq!(
+            admin,
+            [
+                Endpoint::Purge,
+                Endpoint::EraseSender,
+                Endpoint::EraseMessage
+            ]
         );
     }
 

@@ -15,6 +15,8 @@ mod folding;
 mod headers;
 #[path = "e2e/health.rs"]
 mod health;
+#[path = "e2e/lifecycle.rs"]
+mod lifecycle;
 #[path = "e2e/logs.rs"]
 mod logs;
 #[path = "e2e/messages.rs"]

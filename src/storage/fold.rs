@@ -81,18 +81,22 @@ pub fn statements() -> &'static [&'static str] {
 /// Moves every row of `incoming` into `messages` and counts every uncounted row, in one
 /// transaction: all of it or, on any failure, none of it.
 pub fn fold(db: &dyn Database) -> Result<(), StorageError> {
-    in_transaction(db, || {
-        let rows = db.execute("SELECT counted_through FROM fold_state WHERE id = 1", &[])?;
-        let counted = super::first_value(&rows)
-            .and_then(SqlValue::as_i64)
-            .ok_or_else(|| StorageError::other("fold_state has no row"))?;
-        let counted = [SqlValue::Integer(counted)];
-        for step in STEPS {
-            db.execute(step, &counted)?;
-        }
-        counters::fold_stored_requests(db)?;
-        db.execute("DELETE FROM incoming", &[]).map(drop)
-    })
+    in_transaction(db, || fold_within(db))
+}
+
+/// [`fold`]'s statements, inside a transaction the caller holds (an erasure folds first, so
+/// that every row it removes is one the aggregates count).
+pub(super) fn fold_within(db: &dyn Database) -> Result<(), StorageError> {
+    let rows = db.execute("SELECT counted_through FROM fold_state WHERE id = 1", &[])?;
+    let counted = super::first_value(&rows)
+        .and_then(SqlValue::as_i64)
+        .ok_or_else(|| StorageError::other("fold_state has no row"))?;
+    let counted = [SqlValue::Integer(counted)];
+    for step in STEPS {
+        db.execute(step, &counted)?;
+    }
+    counters::fold_stored_requests(db)?;
+    db.execute("DELETE FROM incoming", &[]).map(drop)
 }
 
 /// Rows waiting in `incoming`.

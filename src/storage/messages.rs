@@ -1,6 +1,6 @@
 //! Messages: the idempotent insert, filtered listing, and the stats read.
 
-use super::{first_value, Database, Rows, SqlValue, StorageError};
+use super::{first_value, lifecycle, Database, Rows, SqlValue, StorageError};
 use crate::payload::NewMessage;
 use crate::query::{Cursor, MessageQuery};
 
@@ -14,7 +14,13 @@ pub enum Inserted {
 /// Stores `msg` unless its `message_id` exists (first write wins), and tells whether it
 /// was new. See [`store`].
 pub fn insert_message(db: &dyn Database, msg: &NewMessage) -> Result<Inserted, StorageError> {
-    store(db, msg, None).map(|(inserted, _)| inserted)
+    store(db, msg, None, unix_now()).map(|(inserted, _)| inserted)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Stores `msg` unless its `message_id` exists (first write wins): one autocommit statement
@@ -25,8 +31,9 @@ pub fn insert_message(db: &dyn Database, msg: &NewMessage) -> Result<Inserted, S
 /// With `request_started` (Unix time in milliseconds, on the clock SQLite also reads) the
 /// row also counts the storing request's metrics (see [`super::counters`]).
 ///
-/// No row back means the `message_id` is already stored, in `incoming` or in `messages`:
-/// a duplicate, with no second statement to confirm it. The table itself is the schema
+/// No row back means the `message_id` is already stored, in `incoming` or in `messages`, or
+/// was removed and its tombstone has not expired by `now_unix` ([`super::lifecycle`]): a
+/// duplicate, with no second statement to confirm it. The table itself is the schema
 /// check: a database older than version 3 has no `incoming`, so there the insert fails with
 /// [`super::ErrorKind::MissingSchema`], which the session answers by applying the schema and
 /// inserting again. A 200 is never given for a message that was not stored.
@@ -34,19 +41,23 @@ pub(super) fn store(
     db: &dyn Database,
     msg: &NewMessage,
     request_started: Option<f64>,
+    now_unix: i64,
 ) -> Result<(Inserted, Option<i64>), StorageError> {
-    Ok(match insert_if_new(db, msg, request_started)? {
+    Ok(match insert_if_new(db, msg, request_started, now_unix)? {
         Some(seq) => (Inserted::Created, Some(seq)),
         None => (Inserted::Duplicate, None),
     })
 }
 
-/// The new row's `incoming.seq`, or `None` when the `message_id` is already stored. The write takes SQLite's write lock before it reads, so the check against
-/// `messages` and the insert see the same state: no fold or other writer can slip between.
+/// The new row's `incoming.seq`, or `None` when the `message_id` is already stored (or
+/// tombstoned). The write takes SQLite's write lock before it reads, so the checks against
+/// `messages` and `tombstones` and the insert see the same state: no fold, erasure or other
+/// writer can slip between.
 fn insert_if_new(
     db: &dyn Database,
     msg: &NewMessage,
     request_started: Option<f64>,
+    now_unix: i64,
 ) -> Result<Option<i64>, StorageError> {
     // 'now' is read once per statement, when it runs: after any wait for the write lock.
     let returned = db.execute(
@@ -55,6 +66,7 @@ fn insert_if_new(
          SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, \
                 max(0.0, (julianday('now') - 2440587.5) * 86400000.0 - ?8) \
          WHERE NOT EXISTS (SELECT 1 FROM messages WHERE message_id = ?1) \
+         AND NOT EXISTS (SELECT 1 FROM tombstones WHERE id_hash = ?9 AND expires_at > ?10) \
          ON CONFLICT (message_id) DO NOTHING RETURNING seq",
         &[
             SqlValue::text(msg.message_id.as_str()),
@@ -65,6 +77,8 @@ fn insert_if_new(
             msg.text.clone().map_or(SqlValue::Null, SqlValue::Text),
             msg.folded_text().map_or(SqlValue::Null, SqlValue::Text),
             request_started.map_or(SqlValue::Null, SqlValue::Real),
+            SqlValue::Text(lifecycle::tombstone_key(&msg.message_id)),
+            SqlValue::Integer(now_unix),
         ],
     )?;
     Ok(first_value(&returned).and_then(SqlValue::as_i64))
@@ -369,27 +383,14 @@ pub fn stats(db: &dyn Database) -> Result<Stats, StorageError> {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use crate::payload;
     use crate::query;
-    use crate::storage::testing::{downgrade_to_version_2, inserted, store_as_version_2, TestDb};
+    use crate::storage::testing::{
+        check_reads, downgrade_to_version_2, ids, inserted, msg, store_as_version_2, TestDb,
+    };
     use crate::storage::{fold, prepare, read_counters};
-
-    fn msg(id: &str, from: &str, to: &str, ts: &str, text: Option<&str>) -> NewMessage {
-        let body =
-            serde_json::json!({"message_id": id, "from": from, "to": to, "ts": ts, "text": text});
-        payload::parse(body.to_string().as_bytes()).unwrap()
-    }
 
     fn store(db: &TestDb, m: &NewMessage) -> Inserted {
         insert_message(db, m).unwrap()
-    }
-
-    fn ids(db: &TestDb, raw_query: &str) -> (Vec<String>, i64) {
-        let page = list_messages(db, &query::parse(raw_query).unwrap()).unwrap();
-        (
-            page.messages.into_iter().map(|m| m.message_id).collect(),
-            page.total,
-        )
     }
 
     fn fresh() -> TestDb {
@@ -476,13 +477,14 @@ mod tests {
             crate::storage::SCHEMA_VERSION
         );
         for _ in 0..2 {
-            check_against_reference(
+            check_reads(
                 &db,
                 &[
                     msg("m1", "+1", "+2", "2025-01-15T10:00:00Z", None),
                     msg("m2", "+3", "+2", "2025-01-15T11:00:00Z", None),
                     m3.clone(),
                 ],
+                3,
             );
             fold::fold(&db).unwrap();
         }
@@ -501,7 +503,7 @@ mod tests {
         all.push(msg("m3", "+1", "+2", "2025-01-16T10:00:00Z", None));
         store(&db, &all[2]);
         fold::fold(&db).unwrap();
-        check_against_reference(&db, &all);
+        check_reads(&db, &all, all.len());
         // A folded row's number is never handed out again, even once the highest is gone.
         db.conn()
             .execute_batch("DELETE FROM messages WHERE seq = (SELECT max(seq) FROM messages)")
@@ -774,7 +776,7 @@ mod tests {
             store(&db, &m);
             all.push(m);
         }
-        check_against_reference(&db, &all);
+        check_reads(&db, &all, all.len());
         let top = stats(&db).unwrap().top_senders;
         assert_eq!(top.first(), Some(&("+1".to_owned(), 2)));
     }
@@ -822,79 +824,7 @@ mod tests {
             if round % 2 == 1 || next(2) == 0 {
                 fold::fold(&db).unwrap();
             }
-            check_against_reference(&db, &all);
+            check_reads(&db, &all, all.len());
         }
-    }
-
-    fn check_against_reference(db: &TestDb, all: &[NewMessage]) {
-        let mut sorted: Vec<&NewMessage> = all.iter().collect();
-        sorted.sort_by(|a, b| (&a.ts_key, &a.message_id).cmp(&(&b.ts_key, &b.message_id)));
-        let since = "2025-01-16T10:30:00Z";
-        let since_key = crate::timestamp::instant_key(since).unwrap();
-        type Keep<'a> = &'a dyn Fn(&NewMessage) -> bool;
-        let queries: [(&str, Keep); 6] = [
-            ("", &|_| true),
-            ("from=%2B1", &|m| m.from == "+1"),
-            ("to=%2B102", &|m| m.to == "+102"),
-            ("since=2025-01-16T10:30:00Z", &|m| m.ts_key >= since_key),
-            ("q=hello", &|m| {
-                m.text.as_deref().is_some_and(|t| t.contains("ello"))
-            }),
-            ("from=%2B1&since=2025-01-16T10:30:00Z", &|m| {
-                m.from == "+1" && m.ts_key >= since_key
-            }),
-        ];
-        for (raw, keep) in queries {
-            let want: Vec<String> = sorted
-                .iter()
-                .filter(|m| keep(m))
-                .map(|m| m.message_id.clone())
-                .collect();
-            let (page, total) = ids(db, &format!("{raw}&limit=100"));
-            assert_eq!(
-                (page.as_slice(), total),
-                (want.get(..want.len().min(100)).unwrap(), want.len() as i64),
-                "{raw} {since}"
-            );
-            let (middle, _) = ids(db, &format!("{raw}&limit=7&offset=5"));
-            assert_eq!(
-                middle,
-                want.iter().skip(5).take(7).cloned().collect::<Vec<_>>(),
-                "{raw} offset"
-            );
-        }
-        let s = stats(db).unwrap();
-        assert_eq!(s.total_messages, all.len() as i64);
-        let mut per_sender = std::collections::BTreeMap::new();
-        for m in all {
-            *per_sender.entry(m.from.clone()).or_insert(0i64) += 1;
-        }
-        assert_eq!(s.senders_count, per_sender.len() as i64);
-        let mut top: Vec<(String, i64)> = per_sender.into_iter().collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        top.truncate(TOP_SENDERS as usize);
-        assert_eq!(s.top_senders, top);
-        let first = sorted.first().map(|m| m.ts_key.clone());
-        let first_ts = s
-            .first_message_ts
-            .as_deref()
-            .map(|t| crate::timestamp::instant_key(t).unwrap());
-        assert_eq!(first_ts, first);
-        let last = sorted.iter().map(|m| m.ts_key.clone()).max();
-        let last_ts = s
-            .last_message_ts
-            .as_deref()
-            .map(|t| crate::timestamp::instant_key(t).unwrap());
-        assert_eq!(last_ts, last);
-        let created: f64 = read_counters(db)
-            .unwrap()
-            .iter()
-            .filter(|r| {
-                r.name == crate::metrics::WEBHOOK_REQUESTS
-                    && r.labels == crate::metrics::WebhookResult::Created.labels()
-            })
-            .map(|r| r.value)
-            .sum();
-        assert_eq!(created, all.len() as f64);
     }
 }

@@ -8,6 +8,7 @@
 mod counters;
 mod error;
 mod fold;
+mod lifecycle;
 mod messages;
 mod rejections;
 mod schema;
@@ -16,6 +17,7 @@ mod session;
 pub use counters::{read_counters, record};
 pub use error::{ErrorKind, StorageError};
 pub use fold::{fold, statements as fold_statements, FOLD_EVERY};
+pub use lifecycle::{tombstone_key, Erased, Purged, Removal};
 pub use messages::{
     insert_message, list_messages, stats, Inserted, MessagePage, Stats, StoredMessage,
 };

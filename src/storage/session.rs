@@ -20,6 +20,7 @@
 use super::counters;
 use super::error::{ErrorKind, StorageError};
 use super::fold;
+use super::lifecycle::{self, Erased, Purged, Removal};
 use super::messages::{self, Inserted, MessagePage, Stats};
 use super::rejections::{self, RejectionPage};
 use super::{schema, Database};
@@ -43,6 +44,12 @@ fn unix_ms(moment: SystemTime) -> f64 {
         .unwrap_or_default()
         .as_secs_f64()
         * 1000.0
+}
+
+fn unix_seconds(moment: SystemTime) -> i64 {
+    moment
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// What the connection reaches, as far as a session has found out.
@@ -154,7 +161,9 @@ impl<'a> Session<'a> {
         self.ready_for(Access::Write)?;
         let local = self.backend == Backend::LocalFile;
         let started = local.then(|| unix_ms(request_started));
-        let (inserted, seq) = self.run(Access::Write, |db| messages::store(db, msg, started))?;
+        let now = unix_seconds(request_started);
+        let (inserted, seq) =
+            self.run(Access::Write, |db| messages::store(db, msg, started, now))?;
         self.fold_due = seq.is_some_and(fold::due);
         Ok(Stored {
             inserted,
@@ -216,6 +225,54 @@ impl<'a> Session<'a> {
         before: Option<i64>,
     ) -> Result<RejectionPage, StorageError> {
         self.run(Access::Read, |db| rejections::list(db, keep, limit, before))
+    }
+
+    /// One retention batch (see [`lifecycle::purge`]); a no-op read when nothing is due.
+    pub fn purge(
+        &mut self,
+        cutoff_key: Option<&str>,
+        removal: &Removal,
+    ) -> Result<Purged, StorageError> {
+        self.ready_for_removal()?;
+        self.run(Access::Write, |db| {
+            lifecycle::purge(db, cutoff_key, removal)
+        })
+    }
+
+    /// Erases one message (see [`lifecycle::erase_message`]); whether it was stored.
+    pub fn erase_message(
+        &mut self,
+        message_id: &str,
+        removal: &Removal,
+    ) -> Result<bool, StorageError> {
+        self.ready_for_removal()?;
+        self.run(Access::Write, |db| {
+            lifecycle::erase_message(db, message_id, removal)
+        })
+    }
+
+    /// Erases a batch of one sender's messages (see [`lifecycle::erase_sender`]).
+    pub fn erase_sender(
+        &mut self,
+        sender: &str,
+        removal: &Removal,
+    ) -> Result<Erased, StorageError> {
+        self.ready_for_removal()?;
+        self.run(Access::Write, |db| {
+            lifecycle::erase_sender(db, sender, removal)
+        })
+    }
+
+    /// On a local file, removed rows are overwritten with zeros rather than only unlinked
+    /// (`secure_delete`, a setting of this connection alone), so erased text does not stay
+    /// in the file's free space. A server keeps its own storage; the setting is not sent.
+    fn ready_for_removal(&mut self) -> Result<(), StorageError> {
+        self.ready_for(Access::Write)?;
+        if self.backend == Backend::LocalFile {
+            self.connection()?
+                .execute("PRAGMA secure_delete = ON", &[])?;
+        }
+        Ok(())
     }
 
     /// The schema version after making sure the schema is in place (for readiness).

@@ -2,6 +2,7 @@
 
 use super::native::NativeDb;
 use super::{Database, Rows, SqlValue, StorageError};
+use crate::payload::NewMessage;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -163,4 +164,95 @@ pub fn inserted(session: &mut super::Session, msg: &crate::payload::NewMessage) 
         .insert_message(msg, std::time::SystemTime::now())
         .unwrap()
         .inserted
+}
+
+/// A validated message.
+pub fn msg(id: &str, from: &str, to: &str, ts: &str, text: Option<&str>) -> NewMessage {
+    let body =
+        serde_json::json!({"message_id": id, "from": from, "to": to, "ts": ts, "text": text});
+    crate::payload::parse(body.to_string().as_bytes()).unwrap()
+}
+
+/// The ids of a `/messages` page for `raw_query`, and its total.
+pub fn ids(db: &TestDb, raw_query: &str) -> (Vec<String>, i64) {
+    let query = crate::query::parse(raw_query).unwrap();
+    let page = super::list_messages(db, &query).unwrap();
+    (
+        page.messages.into_iter().map(|m| m.message_id).collect(),
+        page.total,
+    )
+}
+
+/// Every list, total and stat of `db` must equal what a plain scan of `all` (the messages
+/// it should hold) gives, and `created` must count the `created` messages ever stored.
+pub fn check_reads(db: &TestDb, all: &[NewMessage], created: usize) {
+    let mut sorted: Vec<&NewMessage> = all.iter().collect();
+    sorted.sort_by(|a, b| (&a.ts_key, &a.message_id).cmp(&(&b.ts_key, &b.message_id)));
+    let since = "2025-01-16T10:30:00Z";
+    let since_key = crate::timestamp::instant_key(since).unwrap();
+    type Keep<'a> = &'a dyn Fn(&NewMessage) -> bool;
+    let queries: [(&str, Keep); 6] = [
+        ("", &|_| true),
+        ("from=%2B1", &|m| m.from == "+1"),
+        ("to=%2B102", &|m| m.to == "+102"),
+        ("since=2025-01-16T10:30:00Z", &|m| m.ts_key >= since_key),
+        ("q=hello", &|m| {
+            m.text.as_deref().is_some_and(|t| t.contains("ello"))
+        }),
+        ("from=%2B1&since=2025-01-16T10:30:00Z", &|m| {
+            m.from == "+1" && m.ts_key >= since_key
+        }),
+    ];
+    for (raw, keep) in queries {
+        let want: Vec<String> = sorted
+            .iter()
+            .filter(|m| keep(m))
+            .map(|m| m.message_id.clone())
+            .collect();
+        let (page, total) = ids(db, &format!("{raw}&limit=100"));
+        assert_eq!(
+            (page.as_slice(), total),
+            (want.get(..want.len().min(100)).unwrap(), want.len() as i64),
+            "{raw} {since}"
+        );
+        let (middle, _) = ids(db, &format!("{raw}&limit=7&offset=5"));
+        assert_eq!(
+            middle,
+            want.iter().skip(5).take(7).cloned().collect::<Vec<_>>(),
+            "{raw} offset"
+        );
+    }
+    let s = super::stats(db).unwrap();
+    assert_eq!(s.total_messages, all.len() as i64);
+    let mut per_sender = std::collections::BTreeMap::new();
+    for m in all {
+        *per_sender.entry(m.from.clone()).or_insert(0i64) += 1;
+    }
+    assert_eq!(s.senders_count, per_sender.len() as i64);
+    let mut top: Vec<(String, i64)> = per_sender.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    top.truncate(super::messages::TOP_SENDERS as usize);
+    assert_eq!(s.top_senders, top);
+    let first = sorted.first().map(|m| m.ts_key.clone());
+    let first_ts = s
+        .first_message_ts
+        .as_deref()
+        .map(|t| crate::timestamp::instant_key(t).unwrap());
+    assert_eq!(first_ts, first);
+    let last = sorted.iter().map(|m| m.ts_key.clone()).max();
+    let last_ts = s
+        .last_message_ts
+        .as_deref()
+        .map(|t| crate::timestamp::instant_key(t).unwrap());
+    assert_eq!(last_ts, last);
+    let created_count: f64 = super::read_counters(db)
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r.name == crate::metrics::WEBHOOK_REQUESTS
+                && r.labels == crate::metrics::WebhookResult::Created.labels()
+        })
+        .map(|r| r.value)
+        .sum();
+    assert_eq!(created_count, created as f64);
 }

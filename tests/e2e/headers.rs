@@ -36,7 +36,7 @@ fn every_other_answer_is_nosniff() {
         app.get("/health/live"),
         app.get("/health/ready"),
         app.get("/nope"),
-        app.send(&Req::new("DELETE", "/messages")),
+        app.send(&Req::new("PUT", "/messages")),
     ];
     for resp in &answers {
         assert_eq!(

@@ -30,7 +30,8 @@ fn wrong_methods_are_405_with_allow() {
     for (method, path, allow) in [
         ("GET", "/webhook", "POST"),
         ("PUT", "/webhook", "POST"),
-        ("POST", "/messages", "GET"),
+        ("POST", "/messages", "GET, DELETE"),
+        ("GET", "/admin/purge", "POST"),
         ("DELETE", "/stats", "GET"),
         ("POST", "/health/live", "GET"),
         ("POST", "/health/ready", "GET"),

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod domain;
 pub mod handler;
 pub mod logline;
 pub mod metrics;

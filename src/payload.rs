@@ -1,41 +1,13 @@
-//! Validation of a `POST /webhook` body into a [`NewMessage`].
+//! Validation of a `POST /webhook` body into a [`NewMessage`], by the rules of
+//! [`crate::domain`].
 //!
 //! Every problem is reported at once (one entry per field), never just the first. Strings
 //! are kept exactly as sent; only derived columns (instant key, folded text) are computed.
 
+use crate::domain::{is_phone, phone_rule, text_fits, text_rule, NewMessage};
 use crate::problem::FieldError;
 use crate::timestamp::{self, TimestampErrorKind};
 use serde_json::{Map, Value};
-
-/// Longest `text`, in Unicode scalar values (Rust `char`s), not bytes.
-pub const MAX_TEXT_CHARS: usize = 4096;
-/// Longest phone number: `+` then at most this many digits (E.164).
-pub const MAX_PHONE_DIGITS: usize = 15;
-
-/// A message that passed validation, ready to store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewMessage {
-    pub message_id: String,
-    pub from: String,
-    pub to: String,
-    /// As sent.
-    pub ts: String,
-    /// Sortable instant form of `ts` (see [`timestamp::instant_key`]).
-    pub ts_key: String,
-    pub text: Option<String>,
-}
-
-impl NewMessage {
-    /// `text` lower-cased for case-insensitive search (`q`); `None` when there is no text.
-    pub fn folded_text(&self) -> Option<String> {
-        self.text.as_deref().map(fold_case)
-    }
-}
-
-/// The case folding shared by stored text and search terms.
-pub fn fold_case(text: &str) -> String {
-    text.to_lowercase()
-}
 
 /// Parses and validates a raw body. Errors come back in field order.
 pub fn parse(body: &[u8]) -> Result<NewMessage, Vec<FieldError>> {
@@ -147,13 +119,6 @@ fn required_string(object: &Map<String, Value>, field: &str) -> Result<String, F
     }
 }
 
-/// `+` followed by 1 to 15 ASCII digits.
-pub fn is_phone(value: &str) -> bool {
-    value.strip_prefix('+').is_some_and(|digits| {
-        (1..=MAX_PHONE_DIGITS).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
-    })
-}
-
 fn phone(field: &str, value: String) -> Result<String, FieldError> {
     if is_phone(&value) {
         Ok(value)
@@ -161,7 +126,7 @@ fn phone(field: &str, value: String) -> Result<String, FieldError> {
         Err(FieldError::body(
             Some(field),
             "string_pattern_mismatch",
-            format!("{field} must be + followed by 1 to {MAX_PHONE_DIGITS} digits"),
+            phone_rule(field),
         ))
     }
 }
@@ -169,13 +134,11 @@ fn phone(field: &str, value: String) -> Result<String, FieldError> {
 fn optional_text(object: &Map<String, Value>) -> Result<Option<String>, FieldError> {
     match object.get("text") {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) if text.chars().count() <= MAX_TEXT_CHARS => {
-            Ok(Some(text.clone()))
-        }
+        Some(Value::String(text)) if text_fits(text) => Ok(Some(text.clone())),
         Some(Value::String(_)) => Err(FieldError::body(
             Some("text"),
             "string_too_long",
-            format!("text must be at most {MAX_TEXT_CHARS} characters"),
+            text_rule("text"),
         )),
         Some(_) => Err(FieldError::body(
             Some("text"),
@@ -188,6 +151,7 @@ fn optional_text(object: &Map<String, Value>) -> Result<Option<String>, FieldErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::MAX_TEXT_CHARS;
     use serde_json::json;
 
     fn body(value: Value) -> Vec<u8> {
@@ -233,16 +197,6 @@ mod tests {
         let errs = parse(&body(v)).unwrap_err();
         assert_eq!(fields(&errs), ["body.text"]);
         assert_eq!(errs[0].kind, "string_too_long");
-    }
-
-    #[test]
-    fn phone_edges() {
-        assert!(is_phone("+1"));
-        assert!(is_phone(&format!("+{}", "9".repeat(15))));
-        assert!(!is_phone(&format!("+{}", "9".repeat(16))));
-        for bad in ["", "+", "1234", "++1", "+12a", "+１２", " +1", "+1 ", "+-1"] {
-            assert!(!is_phone(bad), "{bad:?}");
-        }
     }
 
     #[test]

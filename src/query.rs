@@ -5,7 +5,7 @@
 //! sent with an unencoded `+` arrives as a leading space and is read back as `+`. Unknown
 //! parameters are ignored; a known one given twice is an error rather than a guess.
 
-use crate::payload::{fold_case, is_phone, MAX_TEXT_CHARS};
+use crate::domain::{fold_case, is_phone, phone_rule, text_fits, text_rule};
 use crate::problem::FieldError;
 use crate::timestamp;
 use std::borrow::Cow;
@@ -289,7 +289,7 @@ fn parse_phone(name: &str, value: String) -> Result<String, FieldError> {
         Err(FieldError::query(
             name,
             "string_pattern_mismatch",
-            format!("{name} must be + followed by 1 to 15 digits (encode + as %2B)"),
+            format!("{} (encode + as %2B)", phone_rule(name)),
         ))
     }
 }
@@ -301,12 +301,8 @@ fn parse_since(value: &str) -> Result<String, FieldError> {
 }
 
 fn parse_q(value: &str) -> Result<Option<String>, FieldError> {
-    if value.chars().count() > MAX_TEXT_CHARS {
-        return Err(FieldError::query(
-            "q",
-            "string_too_long",
-            format!("q must be at most {MAX_TEXT_CHARS} characters"),
-        ));
+    if !text_fits(value) {
+        return Err(FieldError::query("q", "string_too_long", text_rule("q")));
     }
     Ok((!value.is_empty()).then(|| fold_case(value)))
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use webhook_inbox::payload::NewMessage;
+use webhook_inbox::domain::NewMessage;
 use webhook_inbox::storage::native::NativeDb;
 use webhook_inbox::storage::{self, Inserted, StorageError};
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
-use webhook_inbox::payload::NewMessage;
+use webhook_inbox::domain::NewMessage;
 
 use crate::baseline::Connections;
 use crate::data::{mix, Shape};

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
-use webhook_inbox::payload::fold_case;
+use webhook_inbox::domain::fold_case;
 use webhook_inbox::timestamp::instant_key;
 
 use crate::data::Shape;

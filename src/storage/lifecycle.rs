@@ -233,7 +233,7 @@ fn remove(
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use crate::payload::NewMessage;
+    use crate::domain::NewMessage;
     use crate::storage::testing::{check_reads, ids, msg, TestDb};
     use crate::storage::{fold::fold, insert_message, prepare, stats, Inserted};
 

@@ -1,7 +1,7 @@
 //! Messages: the idempotent insert, filtered listing, and the stats read.
 
 use super::{first_value, lifecycle, Database, Rows, SqlValue, StorageError};
-use crate::payload::NewMessage;
+use crate::domain::NewMessage;
 use crate::query::{Cursor, MessageQuery};
 
 /// Whether an insert stored a new row or found the `message_id` already there.

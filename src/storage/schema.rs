@@ -117,30 +117,35 @@ mod tests {
         assert_eq!(user_version(&db).unwrap(), SCHEMA_VERSION);
     }
 
+    /// The schema version 1 left (`tests/fixtures/schema-v1.sql`), with messages stored
+    /// through its trigger.
+    fn version_1_database(timestamps: &[&str]) -> TestDb {
+        let db = TestDb::new();
+        let fixture = include_str!("../../tests/fixtures/schema-v1.sql");
+        db.conn()
+            .execute_batch(&fixture.replace("\n\n", ";\n"))
+            .unwrap();
+        for (i, ts) in timestamps.iter().enumerate() {
+            let key = crate::timestamp::instant_key(ts).unwrap();
+            db.conn()
+                .execute(
+                    "INSERT INTO messages (message_id, sender, recipient, ts, ts_key) \
+                     VALUES (?, '+1', '+2', ?, ?)",
+                    rusqlite::params![format!("m{i}"), ts, key],
+                )
+                .unwrap();
+        }
+        db
+    }
+
     #[test]
     fn upgrading_a_version_1_database_backfills_the_hour_counts() {
-        let db = TestDb::new();
-        ensure(&db).unwrap();
-        for (i, ts) in [
+        let db = version_1_database(&[
             "2025-01-15T10:00:00Z",
             "2025-01-15T10:59:00Z",
             "2025-01-15T11:00:00Z",
-        ]
-        .iter()
-        .enumerate()
-        {
-            let m = crate::payload::parse(
-                format!(r#"{{"message_id":"m{i}","from":"+1","to":"+2","ts":"{ts}"}}"#).as_bytes(),
-            )
-            .unwrap();
-            crate::storage::insert_message(&db, &m).unwrap();
-        }
-        // Version 1 stored straight into `messages`.
-        crate::storage::fold(&db).unwrap();
-        // What version 1 lacked: the hour counts and the trigger that keeps them.
-        db.conn()
-            .execute_batch("DROP TABLE hour_counts; PRAGMA user_version = 1;")
-            .unwrap();
+        ]);
+        assert_eq!(user_version(&db).unwrap(), 1);
         ensure(&db).unwrap();
         let hours: Vec<(String, i64)> = db
             .conn()
@@ -158,7 +163,7 @@ mod tests {
             ]
         );
         assert_eq!(user_version(&db).unwrap(), SCHEMA_VERSION);
-        // Running the schema again neither doubles the counts nor loses the trigger.
+        // Running the schema again neither doubles the counts nor brings a trigger back.
         db.conn().execute_batch(MIGRATIONS).unwrap();
         let m = crate::payload::parse(
             br#"{"message_id":"m9","from":"+1","to":"+2","ts":"2025-01-15T11:30:00Z"}"#,
@@ -175,6 +180,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(eleven, 2);
+        assert_eq!(crate::storage::stats(&db).unwrap().total_messages, 4);
     }
 
     #[test]

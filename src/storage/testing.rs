@@ -2,7 +2,7 @@
 
 use super::native::NativeDb;
 use super::{Database, Rows, SqlValue, StorageError};
-use crate::payload::NewMessage;
+use crate::domain::NewMessage;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -140,7 +140,7 @@ pub fn downgrade_to_version_2(db: &TestDb) {
 }
 
 /// Stores `msg` the way version 2 of the component did: straight into `messages`.
-pub fn store_as_version_2(db: &TestDb, msg: &crate::payload::NewMessage) {
+pub fn store_as_version_2(db: &TestDb, msg: &NewMessage) {
     db.conn()
         .execute(
             "INSERT INTO messages (message_id, sender, recipient, ts, ts_key, body_text, text_folded) \
@@ -159,7 +159,7 @@ pub fn store_as_version_2(db: &TestDb, msg: &crate::payload::NewMessage) {
 }
 
 /// What a session's insert of `msg` did, now (tests that do not look at the clock).
-pub fn inserted(session: &mut super::Session, msg: &crate::payload::NewMessage) -> super::Inserted {
+pub fn inserted(session: &mut super::Session, msg: &NewMessage) -> super::Inserted {
     session
         .insert_message(msg, std::time::SystemTime::now())
         .unwrap()

@@ -4,50 +4,15 @@
 use crate::support::{parse_prometheus, App, SECRET};
 use serde_json::json;
 
-/// A database as version 1 of the component left it: every message straight in `messages`,
-/// aggregates kept by a trigger on each insert, no hour counts and no `incoming`. The
-/// messages are inserted through that trigger, as version 1 stored them.
+/// A database as version 1 of the component left it (`tests/fixtures/schema-v1.sql`), with
+/// `messages` inserted through its trigger, as version 1 stored them.
 fn version_1_database(messages: &[(&str, &str)]) -> Vec<String> {
-    let mut sql = vec![
-        "CREATE TABLE messages (seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL UNIQUE, \
-         sender TEXT NOT NULL, recipient TEXT NOT NULL, ts TEXT NOT NULL, ts_key TEXT NOT NULL, \
-         body_text TEXT, text_folded TEXT)",
-        "CREATE INDEX messages_by_ts ON messages (ts_key, message_id)",
-        "CREATE INDEX messages_by_sender ON messages (sender, ts_key, message_id)",
-        "CREATE INDEX messages_by_recipient ON messages (recipient, ts_key, message_id)",
-        "CREATE TABLE sender_counts (sender TEXT PRIMARY KEY, messages INTEGER NOT NULL) \
-         WITHOUT ROWID",
-        "CREATE INDEX sender_counts_top ON sender_counts (messages DESC, sender)",
-        "CREATE TABLE recipient_counts (recipient TEXT PRIMARY KEY, messages INTEGER NOT NULL) \
-         WITHOUT ROWID",
-        "CREATE TABLE inbox_totals (id INTEGER PRIMARY KEY CHECK (id = 1), \
-         messages INTEGER NOT NULL, senders INTEGER NOT NULL, first_key TEXT, first_ts TEXT, \
-         last_key TEXT, last_ts TEXT)",
-        "INSERT INTO inbox_totals (id, messages, senders) VALUES (1, 0, 0)",
-        "CREATE TABLE metric_counters (name TEXT NOT NULL, labels TEXT NOT NULL, value NOT NULL, \
-         PRIMARY KEY (name, labels)) WITHOUT ROWID",
-        "CREATE TRIGGER messages_aggregate AFTER INSERT ON messages
-         BEGIN
-             INSERT INTO sender_counts (sender, messages) VALUES (NEW.sender, 1)
-                 ON CONFLICT (sender) DO UPDATE SET messages = messages + 1;
-             INSERT INTO recipient_counts (recipient, messages) VALUES (NEW.recipient, 1)
-                 ON CONFLICT (recipient) DO UPDATE SET messages = messages + 1;
-             UPDATE inbox_totals SET
-                 messages  = messages + 1,
-                 senders   = senders + (SELECT messages = 1 FROM sender_counts WHERE sender = NEW.sender),
-                 first_ts  = CASE WHEN first_key IS NULL OR NEW.ts_key < first_key THEN NEW.ts ELSE first_ts END,
-                 first_key = CASE WHEN first_key IS NULL OR NEW.ts_key < first_key THEN NEW.ts_key ELSE first_key END,
-                 last_ts   = CASE WHEN last_key IS NULL OR NEW.ts_key > last_key THEN NEW.ts ELSE last_ts END,
-                 last_key  = CASE WHEN last_key IS NULL OR NEW.ts_key > last_key THEN NEW.ts_key ELSE last_key END
-             WHERE id = 1;
-         END",
-        // Version 1 counted `created` in the request's own transaction.
-        "INSERT INTO metric_counters VALUES ('webhook_requests_total', 'result=\"created\"', 0)",
-        "PRAGMA user_version = 1",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect::<Vec<_>>();
+    let schema = include_str!("../fixtures/schema-v1.sql");
+    let mut sql: Vec<String> = schema
+        .split("\n\n")
+        .filter(|s| !s.trim().is_empty() && !s.trim_start().starts_with("-- The schema"))
+        .map(str::to_owned)
+        .collect();
     for (id, ts) in messages {
         let key = webhook_inbox::timestamp::instant_key(ts).unwrap();
         sql.push(format!(

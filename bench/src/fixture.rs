@@ -125,7 +125,7 @@ impl PerRequest {
 fn per(n: u64, requests: u64) -> String {
     if requests == 0 {
         "n/a".to_owned()
-    } else if n % requests == 0 {
+    } else if n.is_multiple_of(requests) {
         (n / requests).to_string()
     } else {
         format!("{:.3}", n as f64 / requests as f64)

@@ -339,7 +339,7 @@ pub fn libsql(setup: &Setup, opts: &Options, fresh: &mut Fresh) -> Result<(Vec<R
         .collect();
     plans.push(scenarios::ingest(fresh, opts, 1, cap));
     // Not in CI's quick run: sqld 0.24.32 on 2 cores was seen to spin at 100%+ CPU after
-    // 16 concurrent writers, answering nothing for minutes (see the README).
+    // 16 concurrent writers, answering nothing for minutes (see docs/design.md, libSQL).
     if !opts.quick {
         plans.push(scenarios::ingest(fresh, opts, 16, cap));
     }

@@ -1,7 +1,8 @@
-//! A per-[`Host`](crate::Host) tally of guest -> host calls: always on, a few relaxed atomic
-//! increments per request, read with [`Host::calls`](crate::Host::calls). It tells how many
-//! times a component crosses into the host per request (every crossing is a copy of its
-//! arguments, and for SQLite a blocking task), which timing figures alone do not show.
+//! A per-host tally of guest -> host calls, read with [`Host::calls`](crate::Host::calls).
+//!
+//! Always on: a few relaxed atomic increments per request. It tells how many times a component
+//! crosses into the host per request (every crossing is a copy of its arguments, and for SQLite
+//! a blocking task), which timing figures alone do not show.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

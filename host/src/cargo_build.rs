@@ -1,5 +1,6 @@
-//! `build_component`: run the app's build command once per process so tests never run a
-//! stale `.wasm`.
+//! `build_component`: runs the app's build command, once per process.
+//!
+//! So tests never run a stale `.wasm`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -6,12 +6,13 @@
 //! `fermyon:spin/variables` from `SPIN_VARIABLE_*`. See `README.md` next to this crate.
 //!
 //! ```no_run
-//! let wasm = spin_test_host::build_component("/work/main".as_ref()).unwrap();
-//! let host = spin_test_host::Host::start(spin_test_host::HostOptions::new("/work/main")).unwrap();
+//! let wasm = spin_test_host::build_component(".".as_ref()).unwrap();
+//! let host = spin_test_host::Host::start(spin_test_host::HostOptions::new(".")).unwrap();
 //! println!("{} serving {}", wasm.display(), host.url("/health/live"));
 //! host.shutdown();
 //! ```
 
+mod bindings;
 mod calls;
 mod cargo_build;
 mod component;
@@ -24,33 +25,21 @@ pub mod runtime_config;
 mod server;
 pub mod sqld;
 mod sqlite;
+mod startup;
 pub mod variables;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tokio::sync::watch;
 
 pub use calls::CallCounts;
 pub use cargo_build::build_component;
 pub use component::pooling_allocator;
-
-/// Host traits generated from the vendored Spin WIT (`host/wit`).
-pub(crate) mod bindings {
-    wasmtime::component::bindgen!({
-        path: "wit",
-        world: "fermyon:spin/host",
-        imports: { default: async },
-        with: {
-            "fermyon:spin/sqlite.connection": crate::sqlite::Connection,
-            "spin:sqlite/sqlite.connection": crate::sqlite::Connection,
-        },
-    });
-}
 
 /// How to run an app. Build with [`HostOptions::new`] and adjust fields.
 #[derive(Debug, Clone)]
@@ -120,84 +109,26 @@ impl Host {
     /// Loads the app, compiles its components (once per process), binds, and serves in a
     /// background thread. Returns once the listener accepts connections.
     pub fn start(opts: HostOptions) -> Result<Host> {
-        let app_dir = std::path::absolute(&opts.app_dir)
-            .with_context(|| format!("bad app dir {}", opts.app_dir.display()))?;
-        let base_dir = match &opts.base_dir {
-            Some(b) => std::path::absolute(b)?,
-            None => std::env::current_dir()?,
-        };
-        let manifest = manifest::Manifest::load(&app_dir)?;
-
-        let env = variables::EnvSource::new(opts.env.clone(), &app_dir);
-        let mut component_vars = variables::resolve(&manifest, &env)?;
-
-        let configured = match &opts.runtime_config {
-            Some(p) => runtime_config::load(&base_dir.join(p), &base_dir)?,
-            None => Default::default(),
-        };
-        let databases = runtime_config::sqlite_databases(&app_dir, configured);
-        sqlite::prepare_locations(&databases)?;
-        if let Some(default) = databases.get("default") {
-            sqlite::run_startup_statements(default, &opts.sqlite_statements, &base_dir)?;
-        }
-        let databases = Arc::new(databases);
+        let dirs = startup::Dirs::resolve(&opts)?;
+        let manifest = manifest::Manifest::load(&dirs.app)?;
+        // Every variable is resolved now, so a required one without a value stops the start.
+        let env = variables::EnvSource::new(opts.env.clone(), &dirs.app);
+        let component_vars = variables::resolve(&manifest, &env)?;
+        let databases = Arc::new(startup::databases(&opts, &dirs)?);
         let calls = Arc::new(calls::Calls::default());
-
-        let stdout = Arc::new(logs::Captured::new(opts.capture_logs));
-        let stderr = Arc::new(logs::Captured::new(opts.capture_logs));
-        let log_dir = app_dir.join(".spin").join("logs");
-        if opts.log_files {
-            std::fs::create_dir_all(&log_dir)
-                .with_context(|| format!("cannot create {}", log_dir.display()))?;
-        }
-
+        let output = startup::Output::new(&opts, &dirs)?;
         let router = routing::Router::build(&manifest.http_triggers)?;
-        let mut components = HashMap::new();
-        for trigger in &manifest.http_triggers {
-            let id = &trigger.component;
-            if components.contains_key(id) {
-                continue;
-            }
-            let c = manifest
-                .component(id)
-                .expect("manifest checked trigger targets");
-            let source = opts.component_sources.get(id).unwrap_or(&c.source);
-            let pre = component::load(source)?;
-            let file = |stream: &str| {
-                opts.log_files
-                    .then(|| log_dir.join(format!("{id}_{stream}.txt")))
-            };
-            let echo = |s| opts.echo_logs.then_some(s);
-            components.insert(
-                id.clone(),
-                server::ComponentRuntime {
-                    pre,
-                    config: instance::ComponentConfig {
-                        id: id.clone(),
-                        environment: c.environment.clone().into_iter().collect(),
-                        allowed_databases: Arc::new(
-                            c.sqlite_databases.iter().cloned().collect::<HashSet<_>>(),
-                        ),
-                        databases: databases.clone(),
-                        variables: component_vars.remove(id).unwrap_or_default(),
-                        outbound_allowed: !c.allowed_outbound_hosts.is_empty(),
-                        calls: calls.clone(),
-                    },
-                    stdout: logs::Sink::new(
-                        stdout.clone(),
-                        file("stdout").as_deref(),
-                        echo(logs::Stream::Stdout),
-                    ),
-                    stderr: logs::Sink::new(
-                        stderr.clone(),
-                        file("stderr").as_deref(),
-                        echo(logs::Stream::Stderr),
-                    ),
-                },
-            );
-        }
+        let components = startup::components(
+            &opts,
+            &manifest,
+            component_vars,
+            &databases,
+            &calls,
+            &output,
+        )?;
+
         let routes = router.routes().to_vec();
-        let app = Arc::new(server::App {
+        let app = server::App {
             hold_responses_until_instance_ends: opts.hold_responses_until_instance_ends,
             router,
             components,
@@ -206,51 +137,15 @@ impl Host {
                 "version": manifest.app_version,
             })
             .to_string(),
-        });
-
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let listen = opts.listen;
-        // The runtime lives on its own thread so `start`/`shutdown` work from sync code and
-        // from inside another tokio runtime alike.
-        let thread = std::thread::Builder::new()
-            .name("spin-test-host".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .thread_name("spin-test-host-worker")
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(anyhow::Error::from(e)));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let listener = match server::bind(listen) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = ready_tx
-                                .send(Err(anyhow::anyhow!("cannot listen on {listen}: {e}")));
-                            return;
-                        }
-                    };
-                    let addr = listener.local_addr().expect("bound socket has an address");
-                    let _ = ready_tx.send(Ok(addr));
-                    server::serve(listener, app, shutdown_rx).await;
-                });
-                rt.shutdown_timeout(std::time::Duration::from_secs(1));
-            })?;
-        let addr = ready_rx
-            .recv()
-            .context("server thread ended before listening")??;
+        };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (addr, thread) = startup::spawn_server(opts.listen, app, shutdown_rx)?;
 
         Ok(Host {
             addr,
-            stdout,
-            stderr,
-            shutdown: shutdown_tx,
+            stdout: output.stdout,
+            stderr: output.stderr,
+            shutdown,
             thread: Some(thread),
             routes,
             calls,

@@ -1,8 +1,10 @@
-//! `type = "libsql"` databases, as Spin 4.0.2 serves them (`crates/sqlite-libsql`): the
-//! `libsql` 0.5 client with its `remote` feature, one client per `open`, created on the first
-//! query; a client that cannot be created is `invalid-connection`, and every other failure is
-//! `io(<the client's text>)`. The client parses each statement before sending it and refuses
-//! some (local-file pragmas among them) as "unsupported statement", without a round trip.
+//! `type = "libsql"` databases, served as Spin 4.0.2 serves them (`crates/sqlite-libsql`).
+//!
+//! The `libsql` 0.5 client with its `remote` feature, one client per `open`, created on the
+//! first query; a client that cannot be created is `invalid-connection`, and every other
+//! failure is `io(<the client's text>)`. The client parses each statement before sending it
+//! and refuses some (local-file pragmas among them) as "unsupported statement", without a
+//! round trip.
 
 use tokio::sync::OnceCell;
 

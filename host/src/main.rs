@@ -1,7 +1,11 @@
-//! `spin up` stand-in: run from the app directory.
+//! `spin up` stand-in: serve a Spin app (by default the one in the current directory) until
+//! Ctrl-C or SIGTERM.
+//!
+//! It runs in the dev profile, whose dependencies are optimised (see the profile notes in the
+//! workspace `Cargo.toml`; `--release` would fat-LTO wasmtime, 20+ minutes on two cores):
 //!
 //! ```text
-//! cargo run --release -p spin-test-host -- [--listen 127.0.0.1:3000]
+//! cargo run -p spin-test-host -- [--listen 127.0.0.1:3000]
 //!     [--runtime-config-file runtime-config.toml] [--sqlite @migrations.sql]...
 //!     [--variable NAME=VALUE]... [--app-dir .] [--quiet]
 //! ```

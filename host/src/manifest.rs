@@ -1,13 +1,13 @@
-//! Reads the parts of a Spin manifest (`spin_manifest_version = 2`) that change what a component
-//! can observe: variables, HTTP triggers, component sources, SQLite grants, component variables.
+//! Reads a Spin manifest (`spin.toml`, `spin_manifest_version = 2`).
+//!
+//! Only the parts that change what a component can observe: variables (and Spin's rule for
+//! their names), HTTP triggers, component sources, SQLite grants, component variables.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-
-use crate::variables;
 
 /// An application variable (`[variables]`).
 #[derive(Debug, Clone)]
@@ -82,7 +82,7 @@ impl Manifest {
 
         let mut variables = BTreeMap::new();
         for (name, v) in raw.variables {
-            variables::validate_name(&name)
+            validate_variable_name(&name)
                 .map_err(|e| anyhow::anyhow!("application variable {e}"))?;
             // Spin's rule: a variable is either required or has a default, never both.
             match (v.required, &v.default) {
@@ -121,7 +121,7 @@ impl Manifest {
                 bail!("component {id:?}: `files` is not supported by the test host");
             }
             for key in c.variables.keys() {
-                variables::validate_name(key)
+                validate_variable_name(key)
                     .map_err(|e| anyhow::anyhow!("component {id:?} variable {e}"))?;
             }
             components.push(Component {
@@ -176,6 +176,30 @@ impl Manifest {
     pub fn component(&self, id: &str) -> Option<&Component> {
         self.components.iter().find(|c| c.id == id)
     }
+}
+
+/// Spin's variable name rule, for application and component variables and the names in
+/// templates. Returns a message naming the problem.
+pub fn validate_variable_name(name: &str) -> Result<(), String> {
+    let reason = if name.is_empty() {
+        "must not be empty".to_string()
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
+    {
+        format!(
+            "invalid character {c:?}: only lowercase letters, digits and underscores are allowed"
+        )
+    } else if !name.as_bytes()[0].is_ascii_lowercase() {
+        "must start with a lowercase ASCII letter".to_string()
+    } else if !name.as_bytes()[name.len() - 1].is_ascii_alphanumeric() {
+        "must end with a lowercase ASCII letter or digit".to_string()
+    } else if name.contains("__") {
+        "must not contain two underscores in a row".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(format!("{name:?}: {reason}"))
 }
 
 #[derive(Deserialize)]
@@ -307,6 +331,16 @@ level = "{{ level }}"
 [component.alpha]
 source = "a.wasm"
 "#;
+
+    #[test]
+    fn names_follow_spin_rules() {
+        for ok in ["a", "abc", "a1b2", "a_1", "a_1_b_3", "webhook_secret"] {
+            assert!(validate_variable_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "aX", "1bc", "_x", "x.y", "x_", "a__b", "x-y", "É"] {
+            assert!(validate_variable_name(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_triggers_components_and_variables() {

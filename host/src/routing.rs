@@ -1,7 +1,6 @@
-//! HTTP route matching with Spin's rules (exact routes beat wildcards, the longest wildcard
-//! prefix wins, `:name` matches one segment), and the `spin-*` request headers derived from a
-//! match.
+//! HTTP route matching with Spin's rules, and the `spin-*` request headers of a match.
 //!
+//! Exact routes beat wildcards, the longest wildcard prefix wins, `:name` matches one segment.
 //! Matching is delegated to `routefinder`, the same matcher Spin uses, so edge cases such as
 //! trailing slashes rank the same way.
 

@@ -1,6 +1,7 @@
-//! The runtime config file (`--runtime-config-file`): only `[sqlite_database.<label>]`
-//! matters to this host, with `type = "spin"` (a local file) or `type = "libsql"` (`url`,
-//! `token`); other sections are ignored.
+//! Reads the runtime config file (`--runtime-config-file`): where each database lives.
+//!
+//! Only `[sqlite_database.<label>]` matters to this host, with `type = "spin"` (a local file)
+//! or `type = "libsql"` (`url`, `token`); other sections are ignored.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

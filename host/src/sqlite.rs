@@ -1,9 +1,10 @@
-//! `fermyon:spin/sqlite@2.0.0` and `spin:sqlite/sqlite@3.0.0` with Spin's rules: the grant
-//! check comes before the existence check, every `open` is a new connection opened lazily on
-//! first use with no pragmas of its own, only the first statement of a query runs, results
-//! over 128 MiB are refused, and every SQLite error becomes `io(<message>)`. Local files run
-//! on rusqlite (as Spin's `crates/sqlite-inproc`); `type = "libsql"` databases on the libSQL
-//! client ([`crate::libsql`]).
+//! Spin's SQLite interfaces (`fermyon:spin/sqlite@2.0.0`, `spin:sqlite/sqlite@3.0.0`).
+//!
+//! With Spin's rules: the grant check comes before the existence check, every `open` is a new
+//! connection opened lazily on first use with no pragmas of its own, only the first statement
+//! of a query runs, results over 128 MiB are refused, and every SQLite error becomes
+//! `io(<message>)`. Local files run on rusqlite (as Spin's `crates/sqlite-inproc`);
+//! `type = "libsql"` databases on the libSQL client ([`crate::libsql`]).
 
 use std::collections::HashSet;
 use std::path::Path;

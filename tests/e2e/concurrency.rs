@@ -25,7 +25,7 @@ on_each_backend! {
 fn distinct_messages_under_concurrency(backend: Backend) {
     // The local file takes 500 messages from 64 senders at once. sqld 0.24.32 on this
     // machine's 2 cores was seen spinning at 100%+ CPU and leaving requests unanswered for
-    // over a minute under 64 concurrent writers (see the README's libSQL notes); 8 senders
+    // over a minute under 64 concurrent writers (see docs/design.md, libSQL); 8 senders
     // keep its write lock contended without that.
     let (count, senders) = match backend {
         Backend::LocalFile => (500, 64),

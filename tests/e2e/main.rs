@@ -1,0 +1,26 @@
+//! End-to-end tests: the real `.wasm`, built from this tree, served over real HTTP by the
+//! project's Spin-compatible host (`host/`). Each test gets its own database.
+
+#![cfg(not(target_arch = "wasm32"))]
+
+#[macro_use]
+mod support;
+
+mod concurrency;
+mod folding;
+mod headers;
+mod health;
+mod lifecycle;
+mod logs;
+mod messages;
+mod metrics;
+mod persistence;
+mod read_auth;
+mod rejections;
+mod replicas;
+mod responses;
+mod routing;
+mod standard_webhooks;
+mod stats;
+mod upgrade;
+mod webhook;

@@ -804,3 +804,6 @@ fn ready(context: &mut Context) -> Outcome {
     });
     outcome
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;

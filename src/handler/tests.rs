@@ -1,0 +1,332 @@
+//! The handler on a fake runtime: variables from a map, a real SQLite file through the
+//! native adapter, log lines captured. No wasm build; each test runs in milliseconds.
+
+use super::*;
+use crate::storage::testing::TestDb;
+use crate::storage::{read_counters, SqlValue};
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+const SECRET: &str = "handler-secret";
+
+struct FakeRuntime {
+    vars: HashMap<&'static str, String>,
+    /// Every variable read fails, as a provider that does not answer.
+    vars_unavailable: bool,
+    db: TestDb,
+    /// Opening the database fails, as an unreachable libSQL server.
+    db_unavailable: bool,
+    logs: RefCell<Vec<String>>,
+}
+
+impl FakeRuntime {
+    fn new(vars: &[(&'static str, &str)]) -> FakeRuntime {
+        FakeRuntime {
+            vars: vars.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+            vars_unavailable: false,
+            db: TestDb::new(),
+            db_unavailable: false,
+            logs: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn configured() -> FakeRuntime {
+        FakeRuntime::new(&[("webhook_secret", SECRET)])
+    }
+
+    fn log_lines(&self) -> Vec<Value> {
+        self.logs
+            .borrow()
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+
+    fn counter(&self, name: &str, labels: &str) -> f64 {
+        read_counters(&self.db)
+            .unwrap()
+            .iter()
+            .filter(|c| c.name == name && c.labels == labels)
+            .map(|c| c.value)
+            .sum()
+    }
+}
+
+impl Runtime for FakeRuntime {
+    fn variable(&self, name: &str) -> Result<Option<String>, String> {
+        if self.vars_unavailable {
+            return Err("provider timed out".to_owned());
+        }
+        Ok(self.vars.get(name).cloned())
+    }
+
+    fn open_database(&self) -> Result<Box<dyn Database>, StorageError> {
+        if self.db_unavailable {
+            return Err(StorageError::other("connection refused"));
+        }
+        Ok(Box::new(TestDb::open(&self.db.path())))
+    }
+
+    fn log(&self, line: &str) {
+        assert!(line.ends_with('\n'), "one complete line: {line:?}");
+        self.logs.borrow_mut().push(line.trim_end().to_owned());
+    }
+}
+
+struct Body(Vec<u8>);
+
+impl RequestBody for Body {
+    fn read_to_limit(self: Box<Self>, limit: usize) -> Result<Vec<u8>, BodyError> {
+        if self.0.len() > limit {
+            Err(BodyError::TooLarge)
+        } else {
+            Ok(self.0)
+        }
+    }
+}
+
+fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Request {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Request {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        query: query.to_owned(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec()))
+            .collect(),
+        body: Box::new(Body(body.to_vec())),
+    }
+}
+
+/// Handles `req` to the end (the work after the answer included), as the edge does.
+fn run(runtime: &FakeRuntime, req: Request) -> Response {
+    let handled = handle(runtime, req);
+    handled.after.complete();
+    handled.response
+}
+
+fn header<'a>(resp: &'a Response, name: &str) -> Option<&'a str> {
+    resp.headers
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn json_body(resp: &Response) -> Value {
+    serde_json::from_slice(&resp.body).expect("a JSON body")
+}
+
+fn message(id: &str) -> Vec<u8> {
+    json!({"message_id": id, "from": "+15550001", "to": "+15550002",
+           "ts": "2025-01-15T10:00:00Z", "text": "hi"})
+    .to_string()
+    .into_bytes()
+}
+
+fn signed(body: &[u8]) -> Request {
+    let signature = crate::signature::sign(SECRET.as_bytes(), body);
+    request("POST", "/webhook", &[("x-signature", &signature)], body)
+}
+
+#[test]
+fn a_signed_message_is_stored_once_and_answered_ok_both_times() {
+    let rt = FakeRuntime::configured();
+    for _ in 0..2 {
+        let resp = run(&rt, signed(&message("m1")));
+        assert_eq!(resp.status, 200);
+        assert_eq!(json_body(&resp), json!({"status": "ok"}));
+        assert_eq!(header(&resp, "content-type"), Some("application/json"));
+        assert_eq!(
+            header(&resp, "content-length"),
+            Some(resp.body.len().to_string().as_str())
+        );
+    }
+    let listed = run(&rt, request("GET", "/messages", &[], b""));
+    assert_eq!(json_body(&listed)["total"], 1);
+    let results: Vec<Value> = rt.log_lines().iter().map(|l| l["result"].clone()).collect();
+    assert_eq!(results[..2], [json!("created"), json!("duplicate")]);
+}
+
+#[test]
+fn the_order_of_checks_is_413_503_401_422() {
+    let big = vec![b'x'; 70_000];
+    let bad_signature = [("x-signature", "00")];
+    let invalid = br#"{"message_id":"m1"}"#;
+    // Too large, unconfigured, unsigned: 413 first.
+    let unconfigured = FakeRuntime::new(&[]);
+    let resp = run(
+        &unconfigured,
+        request("POST", "/webhook", &bad_signature, &big),
+    );
+    assert_eq!(resp.status, 413);
+    // Unconfigured and unsigned: 503, with Retry-After.
+    let resp = run(
+        &unconfigured,
+        request("POST", "/webhook", &bad_signature, invalid),
+    );
+    assert_eq!(resp.status, 503);
+    assert_eq!(header(&resp, "retry-after"), Some("1"));
+    assert_eq!(
+        json_body(&resp),
+        json!({"detail": "webhook secret not configured"})
+    );
+    // Configured, unsigned and invalid: 401.
+    let rt = FakeRuntime::configured();
+    let resp = run(&rt, request("POST", "/webhook", &bad_signature, invalid));
+    assert_eq!(
+        (resp.status, json_body(&resp)),
+        (401, json!({"detail": "invalid signature"}))
+    );
+    // Signed and invalid: 422, every problem listed.
+    let resp = run(&rt, signed(invalid));
+    assert_eq!(resp.status, 422);
+    let locs: Vec<Value> = json_body(&resp)["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["loc"].clone())
+        .collect();
+    assert_eq!(
+        locs,
+        [
+            json!(["body", "from"]),
+            json!(["body", "to"]),
+            json!(["body", "ts"])
+        ]
+    );
+}
+
+#[test]
+fn routes_answer_with_their_status_headers_and_request_id() {
+    let rt = FakeRuntime::configured();
+    let resp = run(&rt, request("GET", "/nope", &[], b""));
+    assert_eq!(
+        (resp.status, json_body(&resp)),
+        (404, json!({"detail": "not found"}))
+    );
+    let resp = run(&rt, request("PUT", "/messages", &[], b""));
+    assert_eq!(resp.status, 405);
+    assert_eq!(header(&resp, "allow"), Some("GET, DELETE"));
+    for target in ["/messages", "/stats", "/metrics", "/rejections"] {
+        let resp = run(&rt, request("GET", target, &[], b""));
+        assert_eq!(resp.status, 200, "{target}");
+        assert_eq!(header(&resp, "cache-control"), Some("no-store"), "{target}");
+        assert_eq!(header(&resp, "x-content-type-options"), Some("nosniff"));
+    }
+    let resp = run(&rt, request("GET", "/health/live", &[], b""));
+    assert_eq!(header(&resp, "cache-control"), None);
+
+    let resp = run(
+        &rt,
+        request("GET", "/health/live", &[("x-request-id", "abc-123")], b""),
+    );
+    assert_eq!(header(&resp, "x-request-id"), Some("abc-123"));
+    let resp = run(
+        &rt,
+        request("GET", "/health/live", &[("x-request-id", "has space")], b""),
+    );
+    let generated = header(&resp, "x-request-id").unwrap();
+    assert!(generated.len() == 32 && generated.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(rt.log_lines().last().unwrap()["request_id"], generated);
+}
+
+#[test]
+fn log_levels_follow_the_answer_and_the_configured_minimum() {
+    let rt = FakeRuntime::configured();
+    run(&rt, signed(&message("m1")));
+    let mut down = FakeRuntime::configured();
+    down.db_unavailable = true;
+    let resp = run(&down, signed(&message("m1")));
+    assert_eq!(resp.status, 503);
+    assert_eq!(header(&resp, "retry-after"), Some("1"));
+    let unconfigured = FakeRuntime::new(&[]);
+    run(&unconfigured, signed(&message("m1")));
+
+    assert_eq!(rt.log_lines()[0]["level"], "info");
+    let storage = &down.log_lines()[0];
+    assert_eq!(storage["level"], "error");
+    assert_eq!(storage["result"], "storage_error");
+    assert!(storage["error"]
+        .as_str()
+        .unwrap()
+        .contains("connection refused"));
+    assert_eq!(unconfigured.log_lines()[0]["level"], "warn");
+
+    let quiet = FakeRuntime::new(&[("webhook_secret", SECRET), ("log_level", "warn")]);
+    run(&quiet, signed(&message("m1")));
+    run(&quiet, request("GET", "/nope", &[], b""));
+    assert!(quiet.log_lines().is_empty(), "{:?}", quiet.log_lines());
+}
+
+#[test]
+fn each_answer_adds_its_increments_once() {
+    let rt = FakeRuntime::configured();
+    run(&rt, signed(&message("m1")));
+    run(&rt, signed(&message("m1")));
+    run(&rt, request("POST", "/webhook", &[], &message("m2")));
+    run(&rt, request("GET", "/nope", &[], b""));
+    let http = |path: &str, status: u16| {
+        rt.counter(
+            crate::metrics::HTTP_REQUESTS,
+            &format!("path=\"{path}\",status=\"{status}\""),
+        )
+    };
+    assert_eq!(http("/webhook", 200), 2.0);
+    assert_eq!(http("/webhook", 401), 1.0);
+    assert_eq!(http("other", 404), 1.0);
+    let webhook =
+        |result: WebhookResult| rt.counter(crate::metrics::WEBHOOK_REQUESTS, &result.labels());
+    assert_eq!(webhook(WebhookResult::Created), 1.0);
+    assert_eq!(webhook(WebhookResult::Duplicate), 1.0);
+    assert_eq!(webhook(WebhookResult::InvalidSignature), 1.0);
+    assert_eq!(
+        rt.counter(crate::metrics::REJECTIONS, "reason=\"invalid_signature\""),
+        1.0
+    );
+    let rows = rt
+        .db
+        .execute("SELECT count(*) FROM rejections", &[])
+        .unwrap();
+    assert_eq!(rows[0][0], SqlValue::Integer(1));
+}
+
+#[test]
+fn an_unreadable_token_is_a_503_never_an_open_door() {
+    let mut rt = FakeRuntime::new(&[("webhook_secret", SECRET), ("read_token", "t")]);
+    let resp = run(&rt, request("GET", "/messages", &[], b""));
+    assert_eq!(resp.status, 401);
+    assert_eq!(header(&resp, "www-authenticate"), Some("Bearer"));
+    rt.vars_unavailable = true;
+    for target in ["/messages", "/stats", "/rejections", "/admin/purge"] {
+        let method = if target == "/admin/purge" {
+            "POST"
+        } else {
+            "GET"
+        };
+        let resp = run(&rt, request(method, target, &[], b""));
+        assert_eq!(resp.status, 503, "{target}");
+        assert_eq!(
+            json_body(&resp),
+            json!({"detail": "configuration unavailable"})
+        );
+    }
+}
+
+#[test]
+fn admin_routes_need_a_configured_token() {
+    let open = FakeRuntime::configured();
+    let resp = run(&open, request("POST", "/admin/purge", &[], b""));
+    assert_eq!(resp.status, 403);
+    let rt = FakeRuntime::new(&[("webhook_secret", SECRET), ("admin_token", "adm")]);
+    run(&rt, signed(&message("m1")));
+    let resp = run(&rt, request("DELETE", "/messages/m1", &[], b""));
+    assert_eq!(resp.status, 401);
+    let bearer = [("authorization", "Bearer adm")];
+    let resp = run(&rt, request("DELETE", "/messages/m1", &bearer, b""));
+    assert_eq!((resp.status, json_body(&resp)), (200, json!({"erased": 1})));
+    assert_eq!(rt.log_lines().last().unwrap()["removed"], 1);
+    let resp = run(&rt, request("DELETE", "/messages?to=%2B1", &bearer, b""));
+    assert_eq!(resp.status, 422);
+}

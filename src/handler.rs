@@ -3,6 +3,7 @@
 
 use crate::auth::{self, Access};
 use crate::config::{self, TokenPair};
+use crate::domain::NewMessage;
 use crate::logline::{self, Level, LogLine};
 use crate::metrics::{self, Removed, WebhookResult};
 use crate::payload;
@@ -132,6 +133,14 @@ impl Outcome {
     fn rejected(mut self, reason: Reason, detail: &'static str, body: Body) -> Outcome {
         self.reason = Some(detail);
         self.rejected = Some(Rejected::new(reason, detail, body));
+        self
+    }
+
+    /// Gives a refused delivery's log entry the body that was read.
+    fn with_body(mut self, body: Vec<u8>) -> Outcome {
+        if let Some(rejected) = &mut self.rejected {
+            rejected.body = Body::Read(body);
+        }
         self
     }
 }
@@ -364,85 +373,103 @@ fn storage_unavailable(err: StorageError) -> Outcome {
 
 /// `POST /webhook`: limit, configuration, signature, validation, store; in that order.
 fn webhook(context: &mut Context, request: Request) -> Outcome {
-    let limit = match config::max_body_bytes(context.variable(config::MAX_BODY_BYTES).as_deref()) {
-        Ok(limit) => limit,
-        Err(problem) => return invalid_configuration(problem),
+    let delivery = match receive(context, request) {
+        Ok(delivery) => delivery,
+        Err(refused) => return *refused,
     };
+    if let Some(refused) = authenticate(context, &delivery) {
+        return refused.with_body(delivery.body);
+    }
+    match payload::parse(&delivery.body) {
+        Ok(message) => store(context, message),
+        Err(errors) => {
+            let mut outcome = Outcome::json(422, problem::validation(&errors))
+                .webhook(WebhookResult::ValidationError);
+            outcome.rejected = Some(Rejected::invalid(&errors, delivery.body));
+            outcome
+        }
+    }
+}
+
+/// A delivery's body and the headers that sign it, copied out of the request (reading the
+/// body consumes it).
+struct Delivery {
+    body: Vec<u8>,
+    x_signature: Option<Vec<u8>>,
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    standard: [Option<Vec<u8>>; 3],
+}
+
+/// The body, within the size limit: refused on its declared length before reading, or as
+/// soon as reading passes the limit. (The refusal is boxed: it is the rare, large case.)
+fn receive(context: &Context, request: Request) -> Result<Delivery, Box<Outcome>> {
+    let limit = config::max_body_bytes(context.variable(config::MAX_BODY_BYTES).as_deref())
+        .map_err(|problem| Box::new(invalid_configuration(problem)))?;
     let too_large = |detail, body| {
-        Outcome::detail(413, "payload too large")
-            .webhook(WebhookResult::PayloadTooLarge)
-            .rejected(Reason::PayloadTooLarge, detail, body)
+        Box::new(
+            Outcome::detail(413, "payload too large")
+                .webhook(WebhookResult::PayloadTooLarge)
+                .rejected(Reason::PayloadTooLarge, detail, body),
+        )
     };
     let declared_length = request
         .single_header("content-length")
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if let Some(declared) = declared_length.filter(|n| *n > limit as u64) {
-        return too_large("content_length_over_limit", Body::Declared(declared));
+        return Err(too_large(
+            "content_length_over_limit",
+            Body::Declared(declared),
+        ));
     }
-    // Copied out: reading the body consumes the request.
-    let signature_header = request.single_header("x-signature").map(<[u8]>::to_vec);
-    let standard_headers = ["webhook-id", "webhook-timestamp", "webhook-signature"]
+    let x_signature = request.single_header("x-signature").map(<[u8]>::to_vec);
+    let standard = ["webhook-id", "webhook-timestamp", "webhook-signature"]
         .map(|name| request.single_header(name).map(<[u8]>::to_vec));
-    let body = match request.body.read_to_limit(limit) {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => return too_large("body_over_limit", Body::Unread),
+    match request.body.read_to_limit(limit) {
+        Ok(body) => Ok(Delivery {
+            body,
+            x_signature,
+            standard,
+        }),
+        Err(BodyError::TooLarge) => Err(too_large("body_over_limit", Body::Unread)),
         Err(BodyError::Io(err)) => {
             let mut outcome = Outcome::detail(400, "could not read request body");
             outcome.error = Some(format!("body: {err}"));
-            return outcome;
+            Err(Box::new(outcome))
         }
-    };
+    }
+}
 
+/// The refusal of a delivery the configured secret cannot verify (503 when there is no
+/// usable secret, 401 when the signature is wrong); `None` when it verifies.
+fn authenticate(context: &Context, delivery: &Delivery) -> Option<Outcome> {
     let secret = context.variable(config::WEBHOOK_SECRET).unwrap_or_default();
     if secret.is_empty() {
-        return Outcome::unavailable(
+        let outcome = Outcome::unavailable(
             "webhook secret not configured",
             "webhook_secret is empty".to_owned(),
         )
-        .webhook(WebhookResult::NotConfigured)
-        .rejected(
-            Reason::NotConfigured,
-            "webhook_secret_empty",
-            Body::Read(body),
-        );
+        .webhook(WebhookResult::NotConfigured);
+        return Some(outcome.rejected(Reason::NotConfigured, "webhook_secret_empty", Body::Unread));
     }
     let key = match signature::secret_key(&secret) {
         Ok(key) => key,
-        Err(problem) => {
-            let mut outcome = invalid_configuration(format!("webhook_secret: {problem}"));
-            if let Some(rejected) = &mut outcome.rejected {
-                rejected.body = Body::Read(body);
-            }
-            return outcome;
-        }
+        Err(problem) => return Some(invalid_configuration(format!("webhook_secret: {problem}"))),
     };
-    let [id, timestamp, standard_signature] = &standard_headers;
+    let [id, timestamp, standard_signature] = &delivery.standard;
     let presented = Presented {
-        x_signature: signature_header.as_deref(),
+        x_signature: delivery.x_signature.as_deref(),
         standard: standard_webhooks::Headers {
             id: id.as_deref(),
             timestamp: timestamp.as_deref(),
             signature: standard_signature.as_deref(),
         },
     };
-    if let Some(mut refused) = check_signature(context, &presented, &body, &key) {
-        if let Some(rejected) = &mut refused.rejected {
-            rejected.body = Body::Read(body);
-        }
-        return refused;
-    }
+    check_signature(context, &presented, &delivery.body, &key)
+}
 
-    let message = match payload::parse(&body) {
-        Ok(message) => message,
-        Err(errors) => {
-            let mut outcome = Outcome::json(422, problem::validation(&errors))
-                .webhook(WebhookResult::ValidationError);
-            outcome.rejected = Some(Rejected::invalid(&errors, body));
-            return outcome;
-        }
-    };
-
+/// Stores a valid message once: 200 whether it was new or a duplicate.
+fn store(context: &mut Context, message: NewMessage) -> Outcome {
     let stored = context.storage.insert_message(&message, context.started);
     let mut outcome = match stored {
         Ok(stored) => {
@@ -492,7 +519,7 @@ fn check_signature(
     let previous = context
         .variable(config::WEBHOOK_SECRET_PREVIOUS)
         .unwrap_or_default();
-    // The body is attached by the caller, which owns it.
+    // The body is attached by the caller, which owns it (`Outcome::with_body`).
     let mut outcome = Outcome::detail(401, "invalid signature")
         .webhook(WebhookResult::InvalidSignature)
         .rejected(
@@ -667,7 +694,7 @@ fn auth_state(context: &Context, tokens: TokenPair) -> &'static str {
 }
 
 /// 503 for a configuration value we cannot use: senders retry while the operator fixes it.
-/// The caller attaches the body to its rejection log entry once it has read it.
+/// The caller attaches the body to its rejection log entry if it has read it.
 fn invalid_configuration(problem: String) -> Outcome {
     Outcome::unavailable("invalid configuration", problem)
         .webhook(WebhookResult::NotConfigured)

@@ -74,8 +74,8 @@ impl WebhookResult {
         }
     }
 
-    /// `created` is counted by the trigger that stores the message (`migrations.sql`), in
-    /// the same statement, so it always equals the rows stored; the request adds the rest.
+    /// `created` is counted from the stored rows (see `storage::counters`), so it always
+    /// equals the messages stored; the request adds the rest.
     pub fn counted_by_storage(self) -> bool {
         self == WebhookResult::Created
     }
@@ -184,96 +184,88 @@ pub struct CounterRow {
 /// Renders stored rows as Prometheus text format 0.0.4.
 pub fn render(rows: &[CounterRow]) -> String {
     let mut out = String::new();
-    let select = |name: &str| {
-        let mut picked: Vec<&CounterRow> = rows.iter().filter(|r| r.name == name).collect();
-        picked.sort_by(|a, b| a.labels.cmp(&b.labels));
-        picked
-    };
-
-    family(
+    stored_series(
         &mut out,
+        rows,
         HTTP_REQUESTS,
-        "counter",
         "HTTP requests by route and status code.",
     );
-    for row in select(HTTP_REQUESTS) {
-        sample(&mut out, HTTP_REQUESTS, &row.labels, row.value);
-    }
-
-    family(
+    stored_series(
         &mut out,
+        rows,
         WEBHOOK_REQUESTS,
-        "counter",
         "POST /webhook requests by outcome.",
     );
-    for row in select(WEBHOOK_REQUESTS) {
-        sample(&mut out, WEBHOOK_REQUESTS, &row.labels, row.value);
-    }
-
-    family(
+    // Every reason and cause, from zero: a rate over a series that appears only later misses
+    // its start.
+    let reasons: Vec<String> = Reason::ALL.into_iter().map(rejection_labels).collect();
+    fixed_series(
         &mut out,
+        rows,
         REJECTIONS,
-        "counter",
         "Refused POST /webhook deliveries by reason (see GET /rejections).",
+        &reasons,
     );
-    // Every reason, from zero: a rate over a series that appears only later misses its start.
-    for reason in Reason::ALL {
-        let labels = rejection_labels(reason);
-        let value = rows
-            .iter()
-            .filter(|r| r.name == REJECTIONS && r.labels == labels)
-            .map(|r| r.value)
-            .sum();
-        sample(&mut out, REJECTIONS, &labels, value);
-    }
-
-    family(
+    let causes: Vec<String> = Removed::ALL.into_iter().map(Removed::labels).collect();
+    fixed_series(
         &mut out,
+        rows,
         REMOVED,
-        "counter",
         "Stored messages removed, by cause (retention or erasure).",
+        &causes,
     );
-    for cause in Removed::ALL {
-        let labels = cause.labels();
-        let value = rows
-            .iter()
-            .filter(|r| r.name == REMOVED && r.labels == labels)
-            .map(|r| r.value)
-            .sum();
-        sample(&mut out, REMOVED, &labels, value);
-    }
+    latency_histogram(&mut out, rows);
+    out
+}
 
+/// A counter family with a sample for each stored series, by labels.
+fn stored_series(out: &mut String, rows: &[CounterRow], name: &str, help: &str) {
+    family(out, name, "counter", help);
+    let mut picked: Vec<&CounterRow> = rows.iter().filter(|r| r.name == name).collect();
+    picked.sort_by(|a, b| a.labels.cmp(&b.labels));
+    for row in picked {
+        sample(out, name, &row.labels, row.value);
+    }
+}
+
+/// A counter family with a sample for each of `labels`, zero when nothing is stored.
+fn fixed_series(out: &mut String, rows: &[CounterRow], name: &str, help: &str, labels: &[String]) {
+    family(out, name, "counter", help);
+    for labels in labels {
+        sample(out, name, labels, sum_of(rows, name, labels));
+    }
+}
+
+fn sum_of(rows: &[CounterRow], name: &str, labels: &str) -> f64 {
+    rows.iter()
+        .filter(|r| r.name == name && r.labels == labels)
+        .map(|r| r.value)
+        .sum()
+}
+
+/// The latency histogram: stored per bucket, exposed cumulative.
+fn latency_histogram(out: &mut String, rows: &[CounterRow]) {
     family(
-        &mut out,
+        out,
         "request_latency_ms",
         "histogram",
         "Time from request start to answer, in milliseconds.",
     );
-    let buckets = select(LATENCY_BUCKET);
-    let count_in = |label: &str| -> f64 {
-        buckets
-            .iter()
-            .filter(|r| r.labels == format!("le=\"{label}\""))
-            .map(|r| r.value)
-            .sum()
-    };
     let mut cumulative = 0.0;
     for bound in LATENCY_BUCKETS_MS {
-        let label = format_number(bound);
-        cumulative += count_in(&label);
-        sample(
-            &mut out,
-            LATENCY_BUCKET,
-            &format!("le=\"{label}\""),
-            cumulative,
-        );
+        let labels = format!("le=\"{}\"", format_number(bound));
+        cumulative += sum_of(rows, LATENCY_BUCKET, &labels);
+        sample(out, LATENCY_BUCKET, &labels, cumulative);
     }
-    cumulative += count_in("+Inf");
-    sample(&mut out, LATENCY_BUCKET, "le=\"+Inf\"", cumulative);
-    let sum = select(LATENCY_SUM).iter().map(|r| r.value).sum();
-    sample(&mut out, LATENCY_SUM, "", sum);
-    sample(&mut out, "request_latency_ms_count", "", cumulative);
-    out
+    cumulative += sum_of(rows, LATENCY_BUCKET, "le=\"+Inf\"");
+    sample(out, LATENCY_BUCKET, "le=\"+Inf\"", cumulative);
+    let sum = rows
+        .iter()
+        .filter(|r| r.name == LATENCY_SUM)
+        .map(|r| r.value)
+        .sum();
+    sample(out, LATENCY_SUM, "", sum);
+    sample(out, "request_latency_ms_count", "", cumulative);
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

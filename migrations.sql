@@ -1,4 +1,4 @@
--- webhook-inbox schema, version 5 (upgrades a version 1 to 4 database in place).
+-- webhook-inbox schema, version 6 (upgrades a version 1 to 5 database in place).
 --
 -- Idempotent: safe to run any number of times, e.g. `spin up --sqlite @migrations.sql` or a
 -- separate migration step. The component applies this same file itself on first use, one
@@ -141,4 +141,21 @@ CREATE TABLE IF NOT EXISTS tombstones (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tombstones_by_expiry ON tombstones (expires_at);
 
-PRAGMA user_version = 5;
+-- Text search (src/storage/search.rs): a trigram index over `messages.text_folded`, kept off
+-- the write path. The fold adds each batch of new rows; rows above `indexed_through` (a
+-- database upgraded from an older version, until the index catches up) are searched by a
+-- scan, so every search is exact whatever the index holds. The index stores no text of its
+-- own (`content = 'messages'`), no positions (`detail = 'none'`: a search is a set of
+-- trigrams, then checked against the text) and no column sizes.
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
+    text_folded,
+    content = 'messages', content_rowid = 'seq',
+    tokenize = 'trigram case_sensitive 1', detail = 'none', columnsize = 0
+);
+CREATE TABLE IF NOT EXISTS search_state (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    indexed_through INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO search_state (id, indexed_through) VALUES (1, 0);
+
+PRAGMA user_version = 6;

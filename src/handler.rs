@@ -299,6 +299,12 @@ impl AfterResponse<'_> {
                     .get_or_insert_with(|| format!("fold not run: {err}"));
             }
         }
+        if let Err(err) = context.storage.index_if_due() {
+            // Searches stay exact without it; the next search or fold tries again.
+            outcome
+                .error
+                .get_or_insert_with(|| format!("search index not updated: {err}"));
+        }
         let mut increments = if outcome.counted {
             // Counted by the row that stored the message.
             Vec::new()

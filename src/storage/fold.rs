@@ -23,7 +23,7 @@
 //! rows it moved. A row an older version of the component stored straight into `messages`
 //! during a rolling upgrade is therefore counted too.
 
-use super::{counters, in_transaction, Database, SqlValue, StorageError};
+use super::{counters, in_transaction, search, Database, SqlValue, StorageError};
 
 /// Messages per fold. Reads scan `incoming` in full; at this size that is a few dozen pages.
 pub const FOLD_EVERY: i64 = 256;
@@ -96,6 +96,9 @@ pub(super) fn fold_within(db: &dyn Database) -> Result<(), StorageError> {
         db.execute(step, &counted)?;
     }
     counters::fold_stored_requests(db)?;
+    // The batch joins the search index here, where FTS5 takes it at once (plus a bounded
+    // share of any older rows not in it yet).
+    search::index_batch(db, FOLD_EVERY + search::BACKFILL_ROWS)?;
     db.execute("DELETE FROM incoming", &[]).map(drop)
 }
 

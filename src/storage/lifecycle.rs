@@ -14,7 +14,7 @@
 //! A batch is a list of row numbers passed as one JSON parameter (`json_each`), so every
 //! step finds its rows by primary key.
 
-use super::{fold, in_transaction, Database, SqlValue, StorageError};
+use super::{fold, in_transaction, search, Database, SqlValue, StorageError};
 use sha2::{Digest, Sha256};
 
 /// How a removal is bounded, and what it leaves behind.
@@ -162,7 +162,7 @@ fn due(db: &dyn Database, params: &[SqlValue]) -> Result<(bool, bool), StorageEr
 
 /// Removes counted rows of `messages` (`seq`, `message_id` pairs, as selected), in the
 /// caller's transaction; how many went. `?1` is the JSON array of their `seq`s.
-const REMOVE_STEPS: [&str; 8] = [
+const REMOVE_STEPS: [&str; 9] = [
     "UPDATE sender_counts SET messages = messages - d.n FROM ( \
          SELECT sender, count(*) AS n FROM messages \
          WHERE seq IN (SELECT value FROM json_each(?1)) GROUP BY sender) AS d \
@@ -190,6 +190,8 @@ const REMOVE_STEPS: [&str; 8] = [
     "DELETE FROM hour_counts WHERE messages <= 0 AND hour IN ( \
          SELECT substr(ts_key, 1, 13) FROM messages \
          WHERE seq IN (SELECT value FROM json_each(?1)))",
+    // The search index needs the text it indexed to forget it: before the rows go.
+    search::UNINDEX,
     "DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?1))",
 ];
 

@@ -8,10 +8,11 @@
 mod counters;
 mod error;
 mod fold;
-mod lifecycle;
+pub(crate) mod lifecycle;
 mod messages;
 mod rejections;
 mod schema;
+mod search;
 mod session;
 
 pub use counters::{read_counters, record};
@@ -23,6 +24,7 @@ pub use messages::{
 };
 pub use rejections::{LoggedRejection, RejectionPage};
 pub use schema::{statements as schema_statements, SCHEMA_VERSION};
+pub use search::{index_query, SearchPlan, BACKFILL_ROWS, INDEX_MAX_CANDIDATES};
 pub use session::{apply_local_settings, prepare, Backend, Session, Stored, SERVER_RETRY_MS};
 
 /// A SQLite value, as both Spin and rusqlite represent them.

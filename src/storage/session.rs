@@ -23,6 +23,7 @@ use super::fold;
 use super::lifecycle::{self, Erased, Purged, Removal};
 use super::messages::{self, Inserted, MessagePage, Stats};
 use super::rejections::{self, RejectionPage};
+use super::search;
 use super::{schema, Database};
 use crate::domain::NewMessage;
 use crate::metrics::{CounterRow, Increment};
@@ -124,6 +125,8 @@ pub struct Session<'a> {
     schema_checked: bool,
     /// This session's write filled a batch of `incoming` (see [`super::fold`]).
     fold_due: bool,
+    /// This session's search found rows outside the search index (see [`super::search`]).
+    index_due: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -141,6 +144,7 @@ impl<'a> Session<'a> {
             backend: Backend::Unknown,
             schema_checked: false,
             fold_due: false,
+            index_due: false,
         }
     }
 
@@ -188,7 +192,21 @@ impl<'a> Session<'a> {
     }
 
     pub fn list_messages(&mut self, query: &MessageQuery) -> Result<MessagePage, StorageError> {
-        self.run(Access::Read, |db| messages::list_messages(db, query))
+        let page = self.run(Access::Read, |db| messages::list_messages(db, query))?;
+        self.index_due = page.unindexed > 0;
+        Ok(page)
+    }
+
+    /// Adds a batch of rows to the search index if this session's search had to scan rows
+    /// outside it; for after the answer. Whether it did.
+    pub fn index_if_due(&mut self) -> Result<bool, StorageError> {
+        if !std::mem::take(&mut self.index_due) {
+            return Ok(false);
+        }
+        self.run(Access::Write, |db| {
+            super::in_transaction(db, || search::index_batch(db, search::BACKFILL_ROWS))
+        })?;
+        Ok(true)
     }
 
     pub fn stats(&mut self) -> Result<Stats, StorageError> {
@@ -515,6 +533,35 @@ mod tests {
             Session::new(|| Ok(Box::new(TestDb::open(&db.path())) as Box<dyn Database>));
         assert_eq!(session.stats().unwrap().total_messages, 0);
         assert_eq!(schema::user_version(&db).unwrap(), schema::SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_search_that_scans_rows_outside_the_index_indexes_a_batch_after_its_answer() {
+        let db = TestDb::new();
+        prepare(&db).unwrap();
+        for i in 0..10 {
+            messages::insert_message(&db, &message(&format!("m{i}"))).unwrap();
+        }
+        fold::fold(&db).unwrap();
+        // As an upgraded database: nothing indexed yet.
+        db.conn()
+            .execute_batch(
+                "INSERT INTO messages_fts (messages_fts) VALUES ('delete-all');
+                 UPDATE search_state SET indexed_through = 0;",
+            )
+            .unwrap();
+        let query = crate::query::parse("q=xyz").unwrap();
+        let mut session = session_on(&db.path());
+        assert_eq!(session.list_messages(&query).unwrap().unindexed, 10);
+        assert!(session.index_if_due().unwrap());
+        assert!(!session.index_if_due().unwrap(), "once");
+        let mut next = session_on(&db.path());
+        assert_eq!(next.list_messages(&query).unwrap().unindexed, 0);
+        assert!(!next.index_if_due().unwrap(), "nothing left to index");
+        // A listing that is not a search never asks.
+        let mut plain = session_on(&db.path());
+        plain.list_messages(&MessageQuery::default()).unwrap();
+        assert!(!plain.index_if_due().unwrap());
     }
 
     #[test]

@@ -197,7 +197,7 @@ pub fn check_reads(db: &TestDb, all: &[NewMessage], created: usize) {
         ("to=%2B102", &|m| m.to == "+102"),
         ("since=2025-01-16T10:30:00Z", &|m| m.ts_key >= since_key),
         ("q=hello", &|m| {
-            m.text.as_deref().is_some_and(|t| t.contains("ello"))
+            m.folded_text().is_some_and(|t| t.contains("hello"))
         }),
         ("from=%2B1&since=2025-01-16T10:30:00Z", &|m| {
             m.from == "+1" && m.ts_key >= since_key

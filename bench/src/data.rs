@@ -1,7 +1,7 @@
 //! The synthetic data set: deterministic, so seeding, verification and the HTTP scenarios all
 //! regenerate the same message `i` without keeping a million of them in memory.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
@@ -11,6 +11,19 @@ pub const GENERATOR_VERSION: u32 = 1;
 /// 2025-01-01T00:00:00Z: every seeded `ts` lies in the 30 days after it.
 const EPOCH_SECS: u64 = 1_735_689_600;
 const SPAN_MS: u64 = 30 * 86_400 * 1000;
+
+/// The instant `share` (0 to 1) of the way through the seeded span: message `i` of `n` lies
+/// within a minute of `i / n` of the way, so about that share of the seeded set is older.
+pub fn seeded_instant(share: f64) -> SystemTime {
+    let ms = (share.clamp(0.0, 1.0) * SPAN_MS as f64) as u64;
+    UNIX_EPOCH + Duration::from_millis(EPOCH_SECS * 1000 + ms)
+}
+
+/// The component's sort key (`instant_key`) of an instant, as its retention cutoff has it.
+pub fn instant_key_of(t: SystemTime) -> String {
+    webhook_inbox::timestamp::instant_key(&webhook_inbox::timestamp::format_utc(t))
+        .expect("a formatted instant reads back")
+}
 
 /// Ordinary words, most frequent first: the draw is skewed towards the head, so `q` terms
 /// range from "in nearly every text" to "in a few percent". A few are non-ASCII or upper
@@ -87,7 +100,8 @@ impl Shape {
         };
         let recipient = rng.below(self.recipients);
 
-        // Roughly in arrival order, with up to a minute of jitter either way.
+        // Roughly in arrival order, with up to a minute of jitter either way (`older_than`
+        // relies on `ts` lying within 61 s of `base_ms`).
         let base_ms = i.saturating_mul(SPAN_MS) / self.messages.max(1);
         let jitter = rng.below(120_000) as i64 - 60_000;
         let mut ms = base_ms.saturating_add_signed(jitter);
@@ -110,6 +124,34 @@ impl Shape {
             ts,
             text,
         }
+    }
+}
+
+impl Shape {
+    /// How many seeded messages have an instant before `cutoff`, compared as the component
+    /// compares them (`instant_key`). Only the messages within two minutes of the cutoff are
+    /// generated: every `ts` lies within 61 s of its index's share of the span.
+    pub fn older_than(&self, cutoff: SystemTime) -> u64 {
+        let key = |ts: &str| webhook_inbox::timestamp::instant_key(ts).expect("generated ts");
+        let cutoff_key = instant_key_of(cutoff);
+        let cutoff_ms = cutoff
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+            .saturating_sub(EPOCH_SECS * 1000);
+        let n = self.messages.max(1);
+        let base_ms = |i: u64| i.saturating_mul(SPAN_MS) / n;
+        // Below `sure`, base_ms <= cutoff - 2 min: older whatever the jitter.
+        let sure = ((u128::from(cutoff_ms.saturating_sub(120_000)) * u128::from(n))
+            / u128::from(SPAN_MS))
+        .min(u128::from(self.messages)) as u64;
+        let mut older = sure;
+        for i in sure..self.messages {
+            if base_ms(i) >= cutoff_ms + 120_000 {
+                break;
+            }
+            older += u64::from(key(&self.message(i).ts) < cutoff_key);
+        }
+        older
     }
 }
 
@@ -186,5 +228,27 @@ mod tests {
             assert!(ids.insert(m.message_id.clone()));
             assert_eq!(shape.message(i).body(), m.body());
         }
+    }
+
+    #[test]
+    fn older_than_counts_as_a_full_scan_does() {
+        let shape = Shape {
+            messages: 3000,
+            senders: 50,
+            recipients: 20,
+        };
+        let key = |ts: &str| webhook_inbox::timestamp::instant_key(ts).unwrap();
+        for share in [0.0, 0.001, 0.1, 0.5, 0.9999, 1.0] {
+            let cutoff = seeded_instant(share);
+            let cutoff_key = key(&webhook_inbox::timestamp::format_utc(cutoff));
+            let scanned = (0..shape.messages)
+                .filter(|&i| key(&shape.message(i).ts) < cutoff_key)
+                .count() as u64;
+            assert_eq!(shape.older_than(cutoff), scanned, "{share}");
+        }
+        assert_eq!(
+            shape.older_than(seeded_instant(1.0) + Duration::from_secs(3600)),
+            shape.messages
+        );
     }
 }

@@ -42,9 +42,9 @@ pub struct Shares {
     pub rounds: usize,
 }
 
-impl Figures {
-    pub fn shares(&self) -> Option<Shares> {
-        let mut shares: Vec<f64> = self.rounds.iter().map(|r| r.share).collect();
+impl Shares {
+    /// Median, lowest and highest of per-round shares; `None` without rounds.
+    pub fn of(mut shares: Vec<f64>) -> Option<Shares> {
         shares.sort_by(f64::total_cmp);
         let n = shares.len();
         let median = match n {
@@ -58,6 +58,12 @@ impl Figures {
             high: shares[n - 1],
             rounds: n,
         })
+    }
+}
+
+impl Figures {
+    pub fn shares(&self) -> Option<Shares> {
+        Shares::of(self.rounds.iter().map(|r| r.share).collect())
     }
 }
 
@@ -207,15 +213,15 @@ fn create_db(path: &Path) -> Result<()> {
 }
 
 /// One served app, in this process, with its load generator.
-struct Served {
-    host: Host,
-    load: LoadGen,
+pub struct Served {
+    pub host: Host,
+    pub load: LoadGen,
     /// 200 answers so far (rows it must hold).
-    stored: usize,
+    pub stored: usize,
 }
 
 impl Served {
-    fn start(spec: &ServeSpec) -> Result<Served> {
+    pub fn start(spec: &ServeSpec) -> Result<Served> {
         let host = spec.start()?;
         let load = LoadGen::new(host.addr())?;
         phases::warm_up(&load)?;
@@ -226,7 +232,7 @@ impl Served {
         })
     }
 
-    fn run(&mut self, plan: &Plan) -> Measured {
+    pub fn run(&mut self, plan: &Plan) -> Measured {
         eprintln!("{} x{} ...", plan.name, plan.concurrency);
         let m = self.load.run(plan);
         self.stored += m.statuses.get(&200).copied().unwrap_or(0);

@@ -23,6 +23,8 @@ pub struct Req {
     pub target: String,
     pub body: Bytes,
     pub signature: Option<String>,
+    /// An `Authorization` header (the admin routes).
+    pub authorization: Option<String>,
 }
 
 impl Req {
@@ -32,6 +34,7 @@ impl Req {
             target: target.into(),
             body: Bytes::new(),
             signature: None,
+            authorization: None,
         }
     }
 }
@@ -115,6 +118,22 @@ impl LoadGen {
         self.rt.block_on(run(self.addr, plan))
     }
 
+    /// `plan`'s requests one after another on one keep-alive connection (its concurrency and
+    /// warm-up are not used), until its caps or until `more` says the answer just read was
+    /// the last one needed.
+    pub fn run_until(&self, plan: &Plan, more: impl FnMut(u16, &Bytes) -> bool) -> Measured {
+        self.rt.block_on(async {
+            let started = Instant::now();
+            let next = Arc::new(AtomicUsize::new(0));
+            let deadline = started + plan.max_time;
+            let source = plan.source.clone();
+            let mut m = worker(self.addr, next, source, plan.max_requests, deadline, more).await;
+            m.elapsed = started.elapsed();
+            m.latencies.sort_unstable();
+            m
+        })
+    }
+
     /// One request on a fresh connection, for checks outside the timed phase.
     pub fn fetch(&self, req: Req) -> Result<(u16, Bytes)> {
         self.rt.block_on(async {
@@ -141,7 +160,9 @@ async fn run(addr: SocketAddr, plan: &Plan) -> Measured {
             let next = next.clone();
             let source = plan.source.clone();
             let max = plan.max_requests;
-            tokio::spawn(worker(addr, next, source, max, deadline))
+            tokio::spawn(worker(addr, next, source, max, deadline, |_, _: &Bytes| {
+                true
+            }))
         })
         .collect();
     let mut total = Measured::default();
@@ -166,6 +187,7 @@ async fn worker(
     source: Source,
     max: usize,
     deadline: Instant,
+    mut more: impl FnMut(u16, &Bytes) -> bool,
 ) -> Measured {
     let mut out = Measured::default();
     let mut conn = None;
@@ -202,6 +224,9 @@ async fn worker(
                 }
                 if !keep_alive {
                     conn = None;
+                }
+                if !more(status, &body) {
+                    break;
                 }
             }
             Err(e) => {
@@ -241,6 +266,9 @@ async fn send(
     }
     if let Some(sig) = &req.signature {
         builder = builder.header("x-signature", sig.as_str());
+    }
+    if let Some(authorization) = &req.authorization {
+        builder = builder.header("authorization", authorization.as_str());
     }
     let response = conn
         .send_request(builder.body(Full::new(req.body.clone()))?)

@@ -1,13 +1,14 @@
 //! webhook-inbox benchmark: builds the component, runs it on the project's wasmtime host over
 //! loopback HTTP, and measures ingest, duplicates, reads on a seeded data set, and baselines
 //! (the host's floor, raw SQLite inserts, and a minimal-write component on the same host,
-//! with its call counts, WAL bytes and peak RSS beside the component's). See
-//! `bench/README.md`.
+//! with its call counts, WAL bytes and peak RSS beside the component's), and the data
+//! lifecycle (retention purges, and what they cost ingest). See `bench/README.md`.
 
 mod baseline;
 mod data;
 mod explain;
 mod fixture;
+mod lifecycle;
 mod load;
 mod phases;
 mod report;
@@ -46,7 +47,7 @@ pub struct Options {
     /// Time cap per scenario, seconds.
     pub seconds: f64,
     pub read_concurrency: usize,
-    /// Paired rounds of the minimal-write comparison.
+    /// Rounds of the minimal-write comparison and of the lifecycle ingest figures.
     pub rounds: usize,
     /// Diagnostic: keep one idle connection to the served database open all run.
     pub hold_db_open: bool,
@@ -76,11 +77,13 @@ const USAGE: &str = "usage: webhook-inbox-bench [--quick] [--json FILE] [--expla
   --write-requests N requests per ingest scenario (default 20000; quick 400)
   --seconds S        time cap per scenario (default 10; quick 2)
   --read-concurrency N  connections for read scenarios (default 1)
-  --rounds N         paired rounds of the minimal-write comparison, order alternating; the
-                     target is judged on their median (default 5; quick 1)
+  --rounds N         rounds of the minimal-write comparison and of the lifecycle ingest
+                     figures, order alternating; targets are judged on their median
+                     (default 5; quick 1)
   --only A,B         only the scenarios whose name contains A or B (e.g. storage,/stats,ingest);
                      phases: storage, libSQL, minimal-write (the comparison, call counts and
-                     WAL bytes), memory (peak RSS of child processes)
+                     WAL bytes), memory (peak RSS of child processes), lifecycle (purge
+                     rate, ingest with retention off / on / purging)
   --hold-db-open     diagnostic: keep an idle SQLite connection to the served database open,
                      so no request's connection is the last one (no checkpoint on close)";
 
@@ -152,6 +155,8 @@ struct Output<'a> {
     /// The minimal-write comparison: rounds, host calls per webhook, WAL bytes per message,
     /// peak RSS of the serving processes.
     minimal_write: &'a fixture::Figures,
+    /// Retention: the purge loop, and ingest x16 with retention off / on / purging by round.
+    lifecycle: &'a lifecycle::Figures,
     targets: &'a [Target],
     failures: &'a [String],
 }
@@ -247,8 +252,17 @@ fn run() -> Result<bool> {
         }
     }
 
+    let mut lifecycle = lifecycle::Figures::default();
+    if opts.wants("lifecycle") {
+        let (lifecycle_rows, figures, lifecycle_failures) =
+            lifecycle::run(&setup, &opts, &mut fresh)?;
+        rows.extend(lifecycle_rows);
+        lifecycle = figures;
+        failures.extend(lifecycle_failures);
+    }
+
     failures.extend(phases::row_failures(&rows));
-    let targets = scenarios::targets(&rows, &minimal);
+    let targets = scenarios::targets(&rows, &minimal, &lifecycle);
     let load_after = phases::load_average();
     print_report(
         &setup,
@@ -258,6 +272,7 @@ fn run() -> Result<bool> {
         local.peak_rss_kib,
         local.db_locked_total,
         &minimal,
+        &lifecycle,
         &targets,
         &profiles,
         &reads,
@@ -276,6 +291,7 @@ fn run() -> Result<bool> {
             checks: &local.checks,
             rows: &rows,
             minimal_write: &minimal,
+            lifecycle: &lifecycle,
             targets: &targets,
             failures: &failures,
         };
@@ -300,6 +316,7 @@ fn print_report(
     peak_rss_kib: Option<u64>,
     db_locked_total: usize,
     minimal: &fixture::Figures,
+    lifecycle: &lifecycle::Figures,
     targets: &[Target],
     profiles: &std::collections::HashMap<scenarios::Scenario, explain::SqlProfile>,
     reads: &[load::Plan],
@@ -363,6 +380,7 @@ fn print_report(
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     fixture::print(minimal);
+    lifecycle::print(lifecycle);
     println!("seeded data checked through HTTP:");
     for c in checks {
         println!("  {c}");

@@ -36,6 +36,10 @@ pub struct Row {
     pub per_connection_ratio: Option<f64>,
     /// Requests/s over the minimal-write component's in the same round.
     pub minimal_write_ratio: Option<f64>,
+    /// Requests/s over retention-off ingest in the same round (lifecycle rows).
+    pub retention_off_ratio: Option<f64>,
+    /// Messages removed per second (the purge row).
+    pub purged_per_s: Option<f64>,
     /// VmHWM of the serving child process (memory rows only), KiB.
     pub peak_rss_kib: Option<u64>,
     /// Median time of the same SQL run natively (no host, no instance).
@@ -78,6 +82,8 @@ impl Row {
             storage_ratio: None,
             per_connection_ratio: None,
             minimal_write_ratio: None,
+            retention_off_ratio: None,
+            purged_per_s: None,
             peak_rss_kib: None,
             sql_p50_ms: None,
             first_error: m.first_error.clone(),
@@ -102,6 +108,12 @@ impl Row {
         }
         if let Some(r) = self.minimal_write_ratio {
             notes.push(format!("{:.0}% of the minimal-write round", r * 100.0));
+        }
+        if let Some(r) = self.retention_off_ratio {
+            notes.push(format!("{:.0}% of the retention-off round", r * 100.0));
+        }
+        if let Some(r) = self.purged_per_s {
+            notes.push(format!("{r:.0} messages purged/s"));
         }
         if let Some(k) = self.peak_rss_kib {
             notes.push(format!("peak RSS {:.1} MiB", k as f64 / 1024.0));

@@ -11,6 +11,7 @@ use webhook_inbox::domain::NewMessage;
 
 use crate::baseline::Connections;
 use crate::data::{mix, Shape};
+use crate::lifecycle::Retention;
 use crate::load::{Plan, Req, Source};
 use crate::report::{Row, Target};
 use crate::verify::{encode, COMMON_TERM};
@@ -41,6 +42,10 @@ pub enum Scenario {
     Ingest,
     /// `POST /webhook` of already-stored messages.
     Duplicates,
+    /// `POST /admin/purge`: one retention batch per request.
+    Purge,
+    /// `POST /webhook` of unique messages, with retention as given (lifecycle phase).
+    IngestRetention(Retention),
     /// The minimal-write component storing unique bodies (`bench/minimal-write`).
     MinimalWriteIngest,
     /// Raw SQLite inserts (no host).
@@ -60,6 +65,8 @@ pub enum Group {
     MinimalWrite,
     /// Each app in a child process of its own, for its peak RSS.
     Memory,
+    /// Retention purges, and ingest x16 with retention off / on, alternating rounds.
+    Lifecycle,
 }
 
 impl Group {
@@ -77,6 +84,10 @@ impl Group {
                 "ingest x16 vs the minimal-write component (same run, alternating rounds)"
             }
             Group::Memory => "served from a child process of its own (for its peak RSS)",
+            Group::Lifecycle => {
+                "data lifecycle: purge loop; ingest x16 with retention off / on, nothing due / \
+                 purging (same run, alternating rounds)"
+            }
         }
     }
 }
@@ -122,6 +133,7 @@ fn signed(body: Vec<u8>) -> Req {
         target: "/webhook".to_owned(),
         signature: Some(webhook_inbox::signature::sign(SECRET.as_bytes(), &body)),
         body: Bytes::from(body),
+        authorization: None,
     }
 }
 
@@ -314,6 +326,13 @@ pub fn ingest_as(
         .collect();
     let name = match scenario {
         Scenario::MinimalWriteIngest => "minimal-write POST (new body)",
+        Scenario::IngestRetention(Retention::Off) => "POST /webhook (new), retention off",
+        Scenario::IngestRetention(Retention::NothingDue) => {
+            "POST /webhook (new), retention on, nothing due"
+        }
+        Scenario::IngestRetention(Retention::Purging) => {
+            "POST /webhook (new), a batch due at every fold"
+        }
         _ => "POST /webhook (new)",
     };
     plan(scenario, name, concurrency, count, cap, prebuilt(reqs))
@@ -335,8 +354,13 @@ pub fn duplicates(shape: Shape, opts: &Options, concurrency: usize, cap: Duratio
     )
 }
 
-/// The issue's targets, judged on this run's rows and the minimal-write figures.
-pub fn targets(rows: &[Row], minimal: &crate::fixture::Figures) -> Vec<Target> {
+/// The issues' targets, judged on this run's rows, the minimal-write and the lifecycle
+/// figures.
+pub fn targets(
+    rows: &[Row],
+    minimal: &crate::fixture::Figures,
+    lifecycle: &crate::lifecycle::Figures,
+) -> Vec<Target> {
     let find = |group: Group, scenario: Scenario, c: usize| {
         rows.iter()
             .find(|r| r.group == group && r.key == scenario && r.concurrency == c)
@@ -394,6 +418,18 @@ pub fn targets(rows: &[Row], minimal: &crate::fixture::Figures) -> Vec<Target> {
                 met: ratio <= 1.5,
             });
         }
+    }
+    if let Some(s) = lifecycle.nothing_due_shares() {
+        out.push(Target {
+            target: "ingest x16 with retention on and nothing due >= 0.95 of retention off \
+                     (median of rounds)"
+                .into(),
+            measured: format!(
+                "{:.2} ({:.2}-{:.2} over {} rounds)",
+                s.median, s.low, s.high, s.rounds
+            ),
+            met: s.median >= 0.95,
+        });
     }
     if let Some(r) = find(Group::Ingest, Scenario::Ingest, 256) {
         let locked = r.db_locked.unwrap_or(0);

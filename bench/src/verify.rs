@@ -113,6 +113,63 @@ fn total(load: &LoadGen, query: &str) -> Result<u64> {
     v["total"].as_u64().context("no total")
 }
 
+/// `/stats` `total_messages`.
+pub fn stats_total(load: &LoadGen) -> Result<u64> {
+    get_json(load, "/stats")?["total_messages"]
+        .as_u64()
+        .context("/stats: no total_messages")
+}
+
+/// Seeded messages due for purging while a purge loop ran: older than the cutoff before its
+/// first request, and older than the cutoff after its last (the cutoff moves with the clock).
+pub struct Due {
+    pub at_start: u64,
+    pub at_end: u64,
+    /// `instant_key` of the cutoff before the first request.
+    pub start_key: String,
+}
+
+/// After purge batches that answered `purged` in total: `/stats` counts exactly that many
+/// fewer than `before`. When the loop ran until nothing was due (`due`), `purged` also lies
+/// between the due counts at start and end, and the oldest message left is not older than the
+/// cutoff at the start. Returns what was checked.
+pub fn after_purge(load: &LoadGen, before: u64, purged: u64, due: Option<&Due>) -> Result<String> {
+    let stats = get_json(load, "/stats")?;
+    let after = stats["total_messages"]
+        .as_u64()
+        .context("/stats: no total_messages")?;
+    ensure!(
+        after + purged == before,
+        "/stats total_messages {after} after purging {purged} of {before}"
+    );
+    let mut done =
+        format!("/stats total_messages {before} -> {after}: exactly the {purged} purged");
+    if let Some(due) = due {
+        ensure!(
+            (due.at_start..=due.at_end).contains(&purged),
+            "purged {purged}, but {} were due at the start and {} at the end",
+            due.at_start,
+            due.at_end
+        );
+        // None left at all is fine too.
+        let first = stats["first_message_ts"].as_str().unwrap_or("none");
+        if after > 0 {
+            let key = instant_key(first)
+                .ok()
+                .with_context(|| format!("first_message_ts {first:?}"))?;
+            ensure!(
+                key >= due.start_key,
+                "oldest message left {first} is older than the cutoff"
+            );
+        }
+        done.push_str(&format!(
+            "; {} due by the generator at the start, {} at the end; oldest left {first}",
+            due.at_start, due.at_end
+        ));
+    }
+    Ok(done)
+}
+
 /// Checks `/stats`, filter totals and sample rows through HTTP; returns what was checked.
 pub fn check(load: &LoadGen, shape: Shape, want: &Expected) -> Result<Vec<String>> {
     let mut done = Vec::new();

@@ -1,36 +1,65 @@
 //! Which endpoint a method and path reach.
+//!
+//! Paths are matched as sent, before any percent-decoding: `/messages/export` is the export,
+//! and every other path below `/messages/` names one message, whose id is the rest of the
+//! path percent-decoded ([`message_id`]). So the message whose id is `export` is reachable as
+//! `/messages/%65xport` (or `/messages/%65%78%70%6F%72%74`), and a decoded `/` never moves a
+//! request to another endpoint.
+
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Webhook,
     Messages,
+    /// `GET /messages/{message_id}`.
+    Message,
+    /// `GET /messages/export`: every matching message as NDJSON.
+    Export,
     Stats,
+    /// `GET /stats/hourly`: messages per hour over the last days.
+    Hourly,
     Live,
     Ready,
     Metrics,
     Rejections,
+    /// `GET /ui`: the console page.
+    Console,
 }
 
+/// Where one message's path starts; what follows is its percent-encoded id.
+const MESSAGE_PREFIX: &str = "/messages/";
+
 impl Endpoint {
-    const ALL: [Endpoint; 7] = [
+    const ALL: [Endpoint; 11] = [
         Endpoint::Webhook,
         Endpoint::Messages,
+        Endpoint::Message,
+        Endpoint::Export,
         Endpoint::Stats,
+        Endpoint::Hourly,
         Endpoint::Live,
         Endpoint::Ready,
         Endpoint::Metrics,
         Endpoint::Rejections,
+        Endpoint::Console,
     ];
 
+    /// The route as a fixed string: the path itself, or `/messages/{message_id}` for the
+    /// one path pattern. Also the `path` label in metrics, so the labels are a bounded set.
     pub fn path(self) -> &'static str {
         match self {
             Endpoint::Webhook => "/webhook",
             Endpoint::Messages => "/messages",
+            Endpoint::Message => "/messages/{message_id}",
+            Endpoint::Export => "/messages/export",
             Endpoint::Stats => "/stats",
+            Endpoint::Hourly => "/stats/hourly",
             Endpoint::Live => "/health/live",
             Endpoint::Ready => "/health/ready",
             Endpoint::Metrics => "/metrics",
             Endpoint::Rejections => "/rejections",
+            Endpoint::Console => "/ui",
         }
     }
 
@@ -39,7 +68,13 @@ impl Endpoint {
     pub fn serves_data(self) -> bool {
         matches!(
             self,
-            Endpoint::Messages | Endpoint::Stats | Endpoint::Metrics | Endpoint::Rejections
+            Endpoint::Messages
+                | Endpoint::Message
+                | Endpoint::Export
+                | Endpoint::Stats
+                | Endpoint::Hourly
+                | Endpoint::Metrics
+                | Endpoint::Rejections
         )
     }
 
@@ -70,11 +105,30 @@ impl Route {
 }
 
 pub fn resolve(method: &str, path: &str) -> Route {
-    match Endpoint::ALL.into_iter().find(|e| e.path() == path) {
+    let exact = Endpoint::ALL
+        .into_iter()
+        .filter(|e| *e != Endpoint::Message)
+        .find(|e| e.path() == path);
+    let endpoint = exact.or_else(|| {
+        path.strip_prefix(MESSAGE_PREFIX)
+            .filter(|rest| !rest.is_empty())
+            .map(|_| Endpoint::Message)
+    });
+    match endpoint {
         Some(endpoint) if endpoint.method() == method => Route::Found(endpoint),
         Some(endpoint) => Route::WrongMethod(endpoint),
         None => Route::NotFound,
     }
+}
+
+/// The id a `/messages/{message_id}` path names: the rest of the path, percent-decoded
+/// (`+` stays `+`: this is a path, not a form). `None` when the path names no message or the
+/// decoded bytes are not UTF-8 (no stored id can be; the answer is the usual 404).
+pub fn message_id(path: &str) -> Option<Cow<'_, str>> {
+    let raw = path
+        .strip_prefix(MESSAGE_PREFIX)
+        .filter(|r| !r.is_empty())?;
+    percent_encoding::percent_decode_str(raw).decode_utf8().ok()
 }
 
 #[cfg(test)]
@@ -97,6 +151,10 @@ mod tests {
             Route::WrongMethod(Endpoint::Messages)
         );
         assert_eq!(resolve("GET", "/messages/"), Route::NotFound);
+        assert_eq!(
+            resolve("GET", "/messages"),
+            Route::Found(Endpoint::Messages)
+        );
         assert_eq!(resolve("GET", "/WEBHOOK"), Route::NotFound);
         assert_eq!(
             resolve("get", "/stats"),
@@ -120,10 +178,75 @@ mod tests {
             data,
             [
                 Endpoint::Messages,
+                Endpoint::Message,
+                Endpoint::Export,
                 Endpoint::Stats,
+                Endpoint::Hourly,
                 Endpoint::Metrics,
                 Endpoint::Rejections
             ]
         );
+    }
+
+    #[test]
+    fn one_message_export_hourly_and_the_console() {
+        assert_eq!(
+            resolve("GET", "/messages/export"),
+            Route::Found(Endpoint::Export)
+        );
+        for path in [
+            "/messages/m1",
+            "/messages/%65xport",
+            "/messages/export/",
+            "/messages/a/b",
+            "/messages/%ff",
+            "/messages/..",
+        ] {
+            assert_eq!(
+                resolve("GET", path),
+                Route::Found(Endpoint::Message),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            resolve("DELETE", "/messages/m1"),
+            Route::WrongMethod(Endpoint::Message)
+        );
+        assert_eq!(
+            resolve("POST", "/messages/export"),
+            Route::WrongMethod(Endpoint::Export)
+        );
+        assert_eq!(
+            resolve("GET", "/stats/hourly"),
+            Route::Found(Endpoint::Hourly)
+        );
+        assert_eq!(resolve("GET", "/ui"), Route::Found(Endpoint::Console));
+        assert_eq!(resolve("GET", "/ui/"), Route::NotFound);
+        assert_eq!(resolve("GET", "/stats/hourly/x"), Route::NotFound);
+        // Labels stay a fixed set whatever the id.
+        assert_eq!(
+            resolve("GET", "/messages/anything-at-all").label(),
+            "/messages/{message_id}"
+        );
+        assert_eq!(
+            resolve("PUT", "/messages/x").label(),
+            "/messages/{message_id}"
+        );
+    }
+
+    #[test]
+    fn message_ids_are_percent_decoded_after_matching() {
+        let id = |p: &str| message_id(p).map(|c| c.into_owned());
+        assert_eq!(id("/messages/m1").as_deref(), Some("m1"));
+        assert_eq!(id("/messages/%65xport").as_deref(), Some("export"));
+        assert_eq!(id("/messages/a%2Fb").as_deref(), Some("a/b"));
+        assert_eq!(id("/messages/a/b").as_deref(), Some("a/b"));
+        assert_eq!(id("/messages/a+b%20c").as_deref(), Some("a+b c"));
+        assert_eq!(id("/messages/%C3%A9t%C3%A9").as_deref(), Some("été"));
+        assert_eq!(id("/messages/%zz%").as_deref(), Some("%zz%"));
+        assert_eq!(id("/messages/%00").as_deref(), Some("\0"));
+        assert_eq!(id("/messages/%ff"), None, "not UTF-8");
+        assert_eq!(id("/messages/"), None);
+        assert_eq!(id("/messages"), None);
     }
 }

@@ -9,6 +9,10 @@ mod support;
 
 #[path = "e2e/concurrency.rs"]
 mod concurrency;
+#[path = "e2e/console.rs"]
+mod console;
+#[path = "e2e/export.rs"]
+mod export;
 #[path = "e2e/folding.rs"]
 mod folding;
 #[path = "e2e/headers.rs"]

@@ -7,6 +7,8 @@
 #[macro_use]
 mod support;
 
+#[path = "e2e/browser.rs"]
+mod browser;
 #[path = "e2e/concurrency.rs"]
 mod concurrency;
 #[path = "e2e/console.rs"]

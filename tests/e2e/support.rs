@@ -277,6 +277,15 @@ impl App {
             .collect()
     }
 
+    /// The largest linear memory of any instance since the last [`App::reset_peak_memory`].
+    pub fn peak_memory(&self) -> u64 {
+        self.host.as_ref().unwrap().peak_instance_memory()
+    }
+
+    pub fn reset_peak_memory(&self) {
+        self.host.as_ref().unwrap().reset_peak_instance_memory()
+    }
+
     pub fn raw_stdout(&self) -> String {
         self.host.as_ref().unwrap().stdout()
     }

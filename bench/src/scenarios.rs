@@ -281,7 +281,7 @@ pub fn reads(shape: Shape, opts: &Options) -> Vec<Plan> {
         ),
         (
             Scenario::Console,
-            // ~48 KB of HTML, CSS and JS, and a SHA-256 of the script and style for the CSP.
+            // ~26 KB of HTML, CSS and JS, and a SHA-256 of the script and style for the CSP.
             "GET /ui (console page)".into(),
             get(|_| "/ui".into()),
         ),

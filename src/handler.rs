@@ -254,25 +254,25 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
             outcome
         }
         Route::Found(Endpoint::Metrics) => {
-            let authorization = request.single_header("authorization");
-            refusal(&context, authorization, config::METRICS_TOKENS)
-                .unwrap_or_else(|| scrape(&mut context))
+            guarded(&mut context, &request, config::METRICS_TOKENS, scrape)
         }
-        Route::Found(endpoint) => {
-            // Everything else serves stored data behind the read token.
-            let authorization = request.single_header("authorization");
-            match refusal(&context, authorization, config::READ_TOKENS) {
-                Some(refused) => refused,
-                None => match endpoint {
-                    Endpoint::Messages => list(&mut context, &request.query),
-                    Endpoint::Message => one_message(&mut context, &request.path),
-                    Endpoint::Export => export(&mut context, &request.query),
-                    Endpoint::Stats => stats(&mut context),
-                    Endpoint::Hourly => hourly(&mut context, &request.query),
-                    _ => rejection_log(&mut context, &request.query),
-                },
-            }
+        // Everything else serves stored data behind the read token.
+        Route::Found(Endpoint::Messages) => {
+            guarded(&mut context, &request, READ, |c| list(c, &request.query))
         }
+        Route::Found(Endpoint::Message) => guarded(&mut context, &request, READ, |c| {
+            one_message(c, &request.path)
+        }),
+        Route::Found(Endpoint::Export) => {
+            guarded(&mut context, &request, READ, |c| export(c, &request.query))
+        }
+        Route::Found(Endpoint::Stats) => guarded(&mut context, &request, READ, stats),
+        Route::Found(Endpoint::Hourly) => {
+            guarded(&mut context, &request, READ, |c| hourly(c, &request.query))
+        }
+        Route::Found(Endpoint::Rejections) => guarded(&mut context, &request, READ, |c| {
+            rejection_log(c, &request.query)
+        }),
     };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
 
@@ -593,6 +593,19 @@ fn refusal(context: &Context, authorization: Option<&[u8]>, tokens: TokenPair) -
         }
         Err(error) => Some(Outcome::unavailable("configuration unavailable", error)),
     }
+}
+
+const READ: TokenPair = config::READ_TOKENS;
+
+/// `serve`'s answer when the request may read what `tokens` guard, else the refusal.
+fn guarded(
+    context: &mut Context,
+    request: &Request,
+    tokens: TokenPair,
+    serve: impl FnOnce(&mut Context) -> Outcome,
+) -> Outcome {
+    let authorization = request.single_header("authorization");
+    refusal(context, authorization, tokens).unwrap_or_else(|| serve(context))
 }
 
 /// `"open"` or `"required"`: whether `tokens` guard their endpoints, for the readiness body.

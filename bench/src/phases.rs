@@ -176,6 +176,12 @@ fn export(load: &LoadGen, messages: u64, opts: &Options) -> (Row, Option<String>
         m.requests += 1;
         match load.stream("/messages/export") {
             Ok(s) => {
+                eprintln!(
+                    "  {} rows, {} bytes in {:.2} s",
+                    s.lines,
+                    s.bytes,
+                    s.elapsed.as_secs_f64()
+                );
                 *m.statuses.entry(s.status).or_default() += 1;
                 m.latencies.push(s.elapsed);
                 rows += s.lines;

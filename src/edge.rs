@@ -1,7 +1,7 @@
 //! The Spin edge: the only code that touches `spin_sdk`. It turns Spin's request, variables
 //! and SQLite into the [`handler`] traits and the handler's answer into Spin's response.
 
-use crate::handler::{self, BodyError, Request, RequestBody, Runtime};
+use crate::handler::{self, AfterResponse, BodyError, Chunk, Request, RequestBody, Runtime};
 use crate::storage::{Database, Rows, SqlValue, StorageError};
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use spin_sdk::http_component;
@@ -30,21 +30,28 @@ fn handle_request(request: IncomingRequest, response_out: ResponseOutparam) {
         headers,
         body: Box::new(SpinBody(request)),
     };
-    let handled = handler::handle(&SpinRuntime, request);
-    send(response_out, handled.response);
+    let handler::Handled {
+        response,
+        mut after,
+    } = handler::handle(&SpinRuntime, request);
+    send(response_out, response, &mut after);
     // The client has its whole answer; metrics, the log line and closing the connection
     // happen while it moves on.
-    handled.after.complete();
+    after.complete();
 }
 
 /// Sends the status, headers and whole body, and finishes the body so the client's
-/// response is complete now, not when this instance ends.
+/// response is complete now, not when this instance ends. A streamed body
+/// ([`handler::Response::streamed`]) goes on with each chunk `after` hands out, written as
+/// it comes, so the instance never holds more than one; if one cannot be produced, the body
+/// is dropped unfinished, which makes the host abort the response (no terminating chunk),
+/// so the client can tell a broken answer from a complete one.
 ///
 /// The body is queued before the head is released, so the host writes head and body to the
 /// socket together. Spin does not set `TCP_NODELAY`: a head sent on its own and the body
 /// after it (or a body in several flushed pieces) holds the later segment until the client's
 /// delayed ACK, 40 ms on Linux.
-fn send(out: ResponseOutparam, answer: handler::Response) {
+fn send(out: ResponseOutparam, answer: handler::Response, after: &mut AfterResponse) {
     let fields: Vec<(String, Vec<u8>)> = answer
         .headers
         .into_iter()
@@ -64,11 +71,31 @@ fn send(out: ResponseOutparam, answer: handler::Response) {
         .as_ref()
         .map_or(0, |stream| write_now(stream, &answer.body).unwrap_or(0));
     out.set(response);
-    if let Some(stream) = stream {
-        // Client gone on error; nothing more to do for it.
-        let _ = write_all(&stream, &answer.body[queued..]);
-        drop(stream);
+    let Some(stream) = stream else {
+        let _ = OutgoingBody::finish(body, None);
+        return;
+    };
+    // Client gone on error; nothing more to do for it.
+    let mut sent = write_all(&stream, &answer.body[queued..]).is_ok();
+    if answer.streamed {
+        loop {
+            match after.next_chunk() {
+                Chunk::Data(bytes) => {
+                    // A client that went away stops the export: no more pages are read.
+                    sent = sent && write_all(&stream, &bytes).is_ok();
+                    if !sent {
+                        break;
+                    }
+                }
+                Chunk::End => break,
+                Chunk::Failed => {
+                    // Unfinished: the stream and the body are dropped without `finish`.
+                    return;
+                }
+            }
+        }
     }
+    drop(stream);
     let _ = OutgoingBody::finish(body, None);
 }
 

@@ -3,18 +3,22 @@
 
 use crate::auth::{self, Access};
 use crate::config::{self, TokenPair};
+use crate::console;
 use crate::domain::NewMessage;
 use crate::logline::{self, Level, LogLine};
 use crate::metrics::{self, Removed, WebhookResult};
 use crate::payload;
 use crate::problem;
-use crate::query;
+use crate::query::{self, Cursor, MessageQuery};
 use crate::rejections::{Body, Reason, Rejected};
 use crate::responses;
 use crate::routes::{self, Endpoint, Route};
 use crate::signature::{self, Presented};
 use crate::standard_webhooks;
-use crate::storage::{Database, Inserted, Removal, Session, StorageError, SCHEMA_VERSION};
+use crate::storage::{
+    Database, Inserted, Removal, Session, StorageError, StoredMessage, EXPORT_PAGE_ROWS,
+    SCHEMA_VERSION,
+};
 use crate::timestamp;
 use std::time::{Instant, SystemTime};
 
@@ -69,10 +73,26 @@ impl Request {
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
+    /// The whole body or, when [`Response::streamed`], its first part.
     pub body: Vec<u8>,
+    /// The body goes on: the rest comes from [`AfterResponse::next_chunk`], and the headers
+    /// carry no `Content-Length`.
+    pub streamed: bool,
+}
+
+/// The next part of a streamed body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunk {
+    Data(Vec<u8>),
+    /// The body is complete.
+    End,
+    /// The body cannot be completed: the edge must abort it rather than end it, so the
+    /// client sees a broken response, never a short one that looks whole.
+    Failed,
 }
 
 const JSON: &str = "application/json";
+const NDJSON: &str = "application/x-ndjson";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// An answer plus what the log line and metrics need to know about it.
@@ -93,6 +113,29 @@ struct Outcome {
     rejected: Option<Rejected>,
     /// Messages this request removed, and why (for the log line and the metrics).
     removed: Option<(Removed, u64)>,
+    /// An export whose later pages are still to be sent.
+    export: Option<Export>,
+}
+
+/// Where a running export stands: its filters, and the last row it sent.
+struct Export {
+    query: MessageQuery,
+    rows: u64,
+    done: bool,
+}
+
+impl Export {
+    /// Moves past `page`; a page shorter than asked for was the last.
+    fn advance(&mut self, page: &[StoredMessage]) {
+        self.rows += page.len() as u64;
+        self.done = page.len() < self.query.limit as usize;
+        if let Some(last) = page.last() {
+            self.query.cursor = Some(Cursor {
+                ts_key: last.ts_key.clone(),
+                message_id: last.message_id.clone(),
+            });
+        }
+    }
 }
 
 impl Outcome {
@@ -109,6 +152,7 @@ impl Outcome {
             counted: false,
             rejected: None,
             removed: None,
+            export: None,
         }
     }
 
@@ -213,20 +257,15 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
         Route::Found(Endpoint::Live) => Outcome::json(200, responses::status("ok")),
         Route::Found(Endpoint::Ready) => ready(&mut context),
         Route::Found(Endpoint::Webhook) => webhook(&mut context, request),
-        Route::Found(Endpoint::Messages) => {
-            let authorization = request.single_header("authorization");
-            refusal(&context, authorization, config::READ_TOKENS)
-                .unwrap_or_else(|| list(&mut context, &request.query))
-        }
-        Route::Found(Endpoint::Stats) => {
-            let authorization = request.single_header("authorization");
-            refusal(&context, authorization, config::READ_TOKENS)
-                .unwrap_or_else(|| stats(&mut context))
+        Route::Found(Endpoint::Console) => {
+            let page = console::page();
+            let mut outcome = Outcome::json(200, page.body);
+            outcome.content_type = console::CONTENT_TYPE;
+            outcome.headers = page.headers;
+            outcome
         }
         Route::Found(Endpoint::Metrics) => {
-            let authorization = request.single_header("authorization");
-            refusal(&context, authorization, config::METRICS_TOKENS)
-                .unwrap_or_else(|| scrape(&mut context))
+            guarded(&mut context, &request, config::METRICS_TOKENS, scrape)
         }
         Route::Found(
             endpoint @ (Endpoint::Purge | Endpoint::EraseSender | Endpoint::EraseMessage),
@@ -235,21 +274,34 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
             admin_refusal(&context, authorization)
                 .unwrap_or_else(|| admin(&mut context, endpoint, &request))
         }
-        Route::Found(Endpoint::Rejections) => {
-            let authorization = request.single_header("authorization");
-            refusal(&context, authorization, config::READ_TOKENS)
-                .unwrap_or_else(|| rejection_log(&mut context, &request.query))
+        // Everything else serves stored data behind the read token.
+        Route::Found(Endpoint::Messages) => {
+            guarded(&mut context, &request, READ, |c| list(c, &request.query))
         }
+        Route::Found(Endpoint::Message) => guarded(&mut context, &request, READ, |c| {
+            one_message(c, &request.path)
+        }),
+        Route::Found(Endpoint::Export) => {
+            guarded(&mut context, &request, READ, |c| export(c, &request.query))
+        }
+        Route::Found(Endpoint::Stats) => guarded(&mut context, &request, READ, stats),
+        Route::Found(Endpoint::Hourly) => {
+            guarded(&mut context, &request, READ, |c| hourly(c, &request.query))
+        }
+        Route::Found(Endpoint::Rejections) => guarded(&mut context, &request, READ, |c| {
+            rejection_log(c, &request.query)
+        }),
     };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
 
     let body = std::mem::take(&mut outcome.body).into_bytes();
-    let mut headers = vec![
-        ("content-type", outcome.content_type.to_owned()),
-        ("content-length", body.len().to_string()),
-        // Every answer is JSON or Prometheus text: browsers must not guess otherwise.
-        ("x-content-type-options", "nosniff".to_owned()),
-    ];
+    let streamed = outcome.export.as_ref().is_some_and(|export| !export.done);
+    let mut headers = vec![("content-type", outcome.content_type.to_owned())];
+    if !streamed {
+        headers.push(("content-length", body.len().to_string()));
+    }
+    // No answer is to be taken for anything but its declared type.
+    headers.push(("x-content-type-options", "nosniff".to_owned()));
     if matches!(route, Route::Found(endpoint) if endpoint.serves_data()) {
         // Phone numbers and message text must not sit in shared or browser caches.
         headers.push(("cache-control", "no-store".to_owned()));
@@ -261,6 +313,7 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
             status: outcome.status,
             headers,
             body,
+            streamed,
         },
         after: AfterResponse {
             context,
@@ -275,6 +328,32 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
 }
 
 impl AfterResponse<'_> {
+    /// The next part of a streamed body ([`Response::streamed`]): the export's next page,
+    /// read now, so the instance holds one page at a time whatever the export's size.
+    pub fn next_chunk(&mut self) -> Chunk {
+        let Some(export) = self.outcome.export.as_mut().filter(|e| !e.done) else {
+            return Chunk::End;
+        };
+        match self.context.storage.export_page(&export.query) {
+            Ok(page) => {
+                export.advance(&page);
+                if page.is_empty() {
+                    Chunk::End
+                } else {
+                    Chunk::Data(responses::ndjson(&page))
+                }
+            }
+            Err(err) => {
+                export.done = true;
+                self.outcome.error = Some(format!(
+                    "export stopped after {} rows: storage: {err}",
+                    export.rows
+                ));
+                Chunk::Failed
+            }
+        }
+    }
+
     /// Folds `incoming` if this request's message filled a batch, records the request's
     /// metrics (unless the row that stored its message counts them) with its rejection log
     /// entry if it was refused, and writes its log line; then the connection closes.
@@ -621,9 +700,8 @@ fn admin(context: &mut Context, endpoint: Endpoint, request: &Request) -> Outcom
             (Removed::Erasure, body)
         }
         _ => {
-            let raw_id = &request.path[routes::MESSAGE_PREFIX.len()..];
             // An id that does not decode to UTF-8 was never stored (ids are JSON strings).
-            let Some(message_id) = query::decode_path_segment(raw_id) else {
+            let Some(message_id) = routes::message_id(&request.path) else {
                 return Outcome::detail(404, "message not found");
             };
             let erased = context.storage.erase_message(&message_id, &removal);
@@ -689,6 +767,19 @@ fn removal(now: SystemTime, lifecycle: &config::Lifecycle) -> Removal {
     }
 }
 
+const READ: TokenPair = config::READ_TOKENS;
+
+/// `serve`'s answer when the request may read what `tokens` guard, else the refusal.
+fn guarded(
+    context: &mut Context,
+    request: &Request,
+    tokens: TokenPair,
+    serve: impl FnOnce(&mut Context) -> Outcome,
+) -> Outcome {
+    let authorization = request.single_header("authorization");
+    refusal(context, authorization, tokens).unwrap_or_else(|| serve(context))
+}
+
 /// `"open"` or `"required"`: whether `tokens` guard their endpoints, for the readiness body.
 fn auth_state(context: &Context, tokens: TokenPair) -> &'static str {
     match context.runtime.variable(tokens.current) {
@@ -742,6 +833,69 @@ fn list(context: &mut Context, raw_query: &str) -> Outcome {
     };
     match context.storage.list_messages(&query) {
         Ok(page) => Outcome::json(200, responses::messages(&page, query.limit, query.offset)),
+        Err(err) => storage_unavailable(err),
+    }
+}
+
+/// `GET /messages/{message_id}`: the message, or 404.
+fn one_message(context: &mut Context, path: &str) -> Outcome {
+    // An id that does not decode to UTF-8 cannot be stored: not found, like any unknown id.
+    let Some(message_id) = routes::message_id(path) else {
+        return Outcome::detail(404, "not found");
+    };
+    match context.storage.get_message(&message_id) {
+        Ok(Some(message)) => Outcome::json(200, responses::message(&message)),
+        Ok(None) => Outcome::detail(404, "not found"),
+        Err(err) => storage_unavailable(err),
+    }
+}
+
+/// `GET /messages/export`: every match as NDJSON, one page per statement. The first page is
+/// read here, so a storage failure is still a clean 503; the rest stream from
+/// [`AfterResponse::next_chunk`].
+fn export(context: &mut Context, raw_query: &str) -> Outcome {
+    let mut query = match query::parse_export(raw_query) {
+        Ok(query) => query,
+        Err(errors) => return Outcome::json(422, problem::validation(&errors)),
+    };
+    query.limit = EXPORT_PAGE_ROWS;
+    match context.storage.export_page(&query) {
+        Ok(page) => {
+            let mut outcome = Outcome::json(200, String::new());
+            outcome.content_type = NDJSON;
+            // JSON lines are UTF-8 by construction.
+            outcome.body = String::from_utf8(responses::ndjson(&page)).unwrap_or_default();
+            let mut export = Export {
+                query,
+                rows: 0,
+                done: false,
+            };
+            export.advance(&page);
+            outcome.export = Some(export);
+            outcome
+        }
+        Err(err) => storage_unavailable(err),
+    }
+}
+
+/// `GET /stats/hourly`: messages per hour for the last `days` days, up to and including
+/// the current hour (UTC, by this host's clock).
+fn hourly(context: &mut Context, raw_query: &str) -> Outcome {
+    let days = match query::parse_hourly(raw_query) {
+        Ok(days) => days,
+        Err(errors) => return Outcome::json(422, problem::validation(&errors)),
+    };
+    let hour_of = |moment: SystemTime| timestamp::format_utc(moment)[..13].to_owned();
+    let span = std::time::Duration::from_secs((u64::from(days) * 24 - 1) * 3600);
+    let last = hour_of(context.started);
+    let first = hour_of(
+        context
+            .started
+            .checked_sub(span)
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+    );
+    match context.storage.hourly(&first, &last) {
+        Ok(counts) => Outcome::json(200, responses::hourly(days, &first, &last, &counts)),
         Err(err) => storage_unavailable(err),
     }
 }

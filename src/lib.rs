@@ -3,10 +3,11 @@
 //!
 //! Only [`edge`] (compiled for wasm32) touches Spin. Everything else is plain Rust, tested
 //! natively: the request flow ([`handler`]), read tokens, signature checks, payload validation,
-//! timestamps, query parameters, SQL ([`storage`]), metrics text and log lines.
+//! timestamps, query parameters, SQL ([`storage`]), metrics text, log lines and the console page.
 
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod handler;
 pub mod logline;

@@ -1,5 +1,6 @@
-//! Query parameters of `GET /messages` and `GET /rejections`, parsed and validated into a
-//! [`MessageQuery`] and a [`RejectionQuery`].
+//! Query parameters of `GET /messages` (and its export), `GET /rejections` and
+//! `GET /stats/hourly`, parsed and validated into a [`MessageQuery`], a [`RejectionQuery`]
+//! and a number of days.
 //!
 //! Values are form-decoded (`+` is a space, `%XX` a byte) and must be UTF-8. A phone number
 //! sent with an unencoded `+` arrives as a leading space and is read back as `+`. Unknown
@@ -51,6 +52,8 @@ pub struct MessageQuery {
     /// Case-folded search term; `None` when absent or empty.
     pub q_folded: Option<String>,
     pub cursor: Option<Cursor>,
+    /// `order=desc`: newest first (the cursor then leads to older rows).
+    pub descending: bool,
 }
 
 impl Default for MessageQuery {
@@ -63,15 +66,43 @@ impl Default for MessageQuery {
             since_key: None,
             q_folded: None,
             cursor: None,
+            descending: false,
         }
     }
 }
 
-const KNOWN: [&str; 7] = ["limit", "offset", "from", "to", "since", "q", "cursor"];
+const KNOWN: [&str; 8] = [
+    "limit", "offset", "from", "to", "since", "q", "cursor", "order",
+];
 
-/// Parses the raw query string (without `?`).
+/// Parses the raw query string (without `?`) of `GET /messages`.
 pub fn parse(raw: &str) -> Result<MessageQuery, Vec<FieldError>> {
-    let ([limit, offset, from, to, since, q, cursor], mut errors) = collect(raw, KNOWN);
+    parse_as(raw, false)
+}
+
+/// Parses the query string of `GET /messages/export`: the filters and `order` of
+/// `/messages`. `limit`, `offset` and `cursor` are refused (422): the export is every
+/// matching row, and silently ignoring them would hand a client more than it asked for.
+pub fn parse_export(raw: &str) -> Result<MessageQuery, Vec<FieldError>> {
+    parse_as(raw, true)
+}
+
+fn parse_as(raw: &str, export: bool) -> Result<MessageQuery, Vec<FieldError>> {
+    let ([limit, offset, from, to, since, q, cursor, order], mut errors) = collect(raw, KNOWN);
+    let (limit, offset, cursor) = if export {
+        for (name, value) in [("limit", &limit), ("offset", &offset), ("cursor", &cursor)] {
+            if value.is_some() {
+                errors.push(FieldError::query(
+                    name,
+                    "unsupported",
+                    format!("{name} does not apply to the export, which returns every match"),
+                ));
+            }
+        }
+        (None, None, None)
+    } else {
+        (limit, offset, cursor)
+    };
     let mut query = MessageQuery::default();
     let mut keep = |result: Result<(), FieldError>| {
         if let Err(err) = result {
@@ -105,8 +136,55 @@ pub fn parse(raw: &str) -> Result<MessageQuery, Vec<FieldError>> {
                 }),
         );
     }
+    if let Some(v) = order {
+        match v.as_str() {
+            "asc" => query.descending = false,
+            "desc" => query.descending = true,
+            _ => errors.push(FieldError::query(
+                "order",
+                "enum",
+                "order must be asc or desc",
+            )),
+        }
+    }
     if errors.is_empty() {
         Ok(query)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Days `GET /stats/hourly` covers by default, and at most.
+pub const DEFAULT_DAYS: u32 = 7;
+pub const MAX_DAYS: u32 = 90;
+
+/// Parses the query string of `GET /stats/hourly`: `days`, 1 to [`MAX_DAYS`].
+pub fn parse_hourly(raw: &str) -> Result<u32, Vec<FieldError>> {
+    let ([days], mut errors) = collect(raw, ["days"]);
+    let mut out = DEFAULT_DAYS;
+    if let Some(v) = days {
+        let range = || {
+            FieldError::query(
+                "days",
+                "range",
+                format!("days must be an integer from 1 to {MAX_DAYS}"),
+            )
+        };
+        if !digits_only(&v) {
+            errors.push(FieldError::query(
+                "days",
+                "int_parsing",
+                "days must be an integer",
+            ));
+        } else {
+            match v.parse::<u32>() {
+                Ok(n) if (1..=MAX_DAYS).contains(&n) => out = n,
+                _ => errors.push(range()),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
     } else {
         Err(errors)
     }
@@ -213,15 +291,6 @@ pub fn parse_erasure(raw: &str) -> Result<String, Vec<FieldError>> {
             Err(errors)
         }
     }
-}
-
-/// A percent-encoded path segment (`/messages/{message_id}`), decoded; `+` stays a plus.
-/// `None` when the bytes are not UTF-8.
-pub fn decode_path_segment(raw: &str) -> Option<String> {
-    percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .ok()
-        .map(Cow::into_owned)
 }
 
 /// `application/x-www-form-urlencoded` decoding; `None` when the bytes are not UTF-8.
@@ -443,15 +512,52 @@ mod tests {
     }
 
     #[test]
-    fn path_segments_decode_any_utf8_and_refuse_the_rest() {
-        assert_eq!(decode_path_segment("m%201+x").as_deref(), Some("m 1+x"));
+    fn order_and_the_export_parameters() {
+        assert!(!parse("").unwrap().descending);
+        assert!(parse("order=desc").unwrap().descending);
+        assert!(!parse("order=asc").unwrap().descending);
+        assert_eq!(errs("order=DESC"), [("query.order".into(), "enum")]);
+        let export = parse_export("from=%2B1&q=Hi&order=desc&x=1").unwrap();
+        assert_eq!(export.from.as_deref(), Some("+1"));
+        assert_eq!(export.q_folded.as_deref(), Some("hi"));
+        assert!(export.descending);
+        assert_eq!((export.cursor, export.offset), (None, 0));
+        let refused: Vec<_> = parse_export("limit=5&offset=1&cursor=zz&since=x")
+            .unwrap_err()
+            .into_iter()
+            .map(|e| (e.loc.join("."), e.kind))
+            .collect();
         assert_eq!(
-            decode_path_segment("%E2%9C%93").as_deref(),
-            Some("\u{2713}")
+            refused,
+            [
+                ("query.limit".to_owned(), "unsupported"),
+                ("query.offset".to_owned(), "unsupported"),
+                ("query.cursor".to_owned(), "unsupported"),
+                ("query.since".to_owned(), "datetime_format"),
+            ]
         );
-        assert_eq!(decode_path_segment("a%2Fb").as_deref(), Some("a/b"));
-        assert_eq!(decode_path_segment("%FF%00"), None);
-        assert_eq!(decode_path_segment("%zz").as_deref(), Some("%zz"));
+    }
+
+    #[test]
+    fn hourly_days() {
+        assert_eq!(parse_hourly(""), Ok(DEFAULT_DAYS));
+        assert_eq!(parse_hourly("days=1"), Ok(1));
+        assert_eq!(parse_hourly("days=90"), Ok(90));
+        for (bad, kind) in [
+            ("days=0", "range"),
+            ("days=91", "range"),
+            ("days=99999999999", "range"),
+            ("days=-1", "int_parsing"),
+            ("days=", "int_parsing"),
+            ("days=1&days=2", "duplicate"),
+        ] {
+            let errors = parse_hourly(bad).unwrap_err();
+            assert_eq!(
+                (errors[0].loc.join("."), errors[0].kind),
+                ("query.days".into(), kind),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,14 +1,30 @@
 //! Which endpoint a method and path reach.
+//!
+//! Paths are matched as sent, before any percent-decoding: `/messages/export` is the export,
+//! and every other path below `/messages/` names one message, whose id is the rest of the
+//! path percent-decoded ([`message_id`]). So the message whose id is `export` is reachable as
+//! `/messages/%65xport` (or `/messages/%65%78%70%6F%72%74`), and a decoded `/` never moves a
+//! request to another endpoint.
+
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Webhook,
     Messages,
+    /// `GET /messages/{message_id}`.
+    Message,
+    /// `GET /messages/export`: every matching message as NDJSON.
+    Export,
     Stats,
+    /// `GET /stats/hourly`: messages per hour over the last days.
+    Hourly,
     Live,
     Ready,
     Metrics,
     Rejections,
+    /// `GET /ui`: the console page.
+    Console,
     /// `POST /admin/purge`: one retention batch, on demand.
     Purge,
     /// `DELETE /messages?from=…`: a batch of one sender's messages.
@@ -17,55 +33,44 @@ pub enum Endpoint {
     EraseMessage,
 }
 
-/// Where `/messages/{message_id}` starts.
-pub const MESSAGE_PREFIX: &str = "/messages/";
+/// Where one message's path starts; what follows is its percent-encoded id.
+const MESSAGE_PREFIX: &str = "/messages/";
 
 impl Endpoint {
-    const ALL: [Endpoint; 10] = [
+    const ALL: [Endpoint; 14] = [
         Endpoint::Webhook,
         Endpoint::Messages,
+        Endpoint::Message,
+        Endpoint::Export,
         Endpoint::Stats,
+        Endpoint::Hourly,
         Endpoint::Live,
         Endpoint::Ready,
         Endpoint::Metrics,
         Endpoint::Rejections,
+        Endpoint::Console,
         Endpoint::Purge,
         Endpoint::EraseSender,
         Endpoint::EraseMessage,
     ];
 
-    /// The route: the path, or its pattern. Also the `path` label of the metrics, so the
-    /// labels stay a fixed set whatever the paths requested.
+    /// The route as a fixed string: the path itself, or `/messages/{message_id}` for the
+    /// one path pattern. Also the `path` label in metrics, so the labels are a bounded set.
     pub fn path(self) -> &'static str {
         match self {
             Endpoint::Webhook => "/webhook",
             Endpoint::Messages | Endpoint::EraseSender => "/messages",
+            Endpoint::Message | Endpoint::EraseMessage => "/messages/{message_id}",
+            Endpoint::Export => "/messages/export",
             Endpoint::Stats => "/stats",
+            Endpoint::Hourly => "/stats/hourly",
             Endpoint::Live => "/health/live",
             Endpoint::Ready => "/health/ready",
             Endpoint::Metrics => "/metrics",
             Endpoint::Rejections => "/rejections",
+            Endpoint::Console => "/ui",
             Endpoint::Purge => "/admin/purge",
-            Endpoint::EraseMessage => "/messages/{message_id}",
         }
-    }
-
-    fn matches(self, path: &str) -> bool {
-        match self {
-            Endpoint::EraseMessage => path
-                .strip_prefix(MESSAGE_PREFIX)
-                .is_some_and(|id| !id.is_empty()),
-            _ => path == self.path(),
-        }
-    }
-
-    /// The endpoints that serve stored data (messages, counts, counters): their answers must
-    /// not be kept by caches (`Cache-Control: no-store`).
-    pub fn serves_data(self) -> bool {
-        matches!(
-            self,
-            Endpoint::Messages | Endpoint::Stats | Endpoint::Metrics | Endpoint::Rejections
-        )
     }
 
     /// The routes that change or remove stored data on an operator's behalf: they need the
@@ -77,14 +82,6 @@ impl Endpoint {
         )
     }
 
-    pub fn method(self) -> &'static str {
-        match self {
-            Endpoint::Webhook | Endpoint::Purge => "POST",
-            Endpoint::EraseSender | Endpoint::EraseMessage => "DELETE",
-            _ => "GET",
-        }
-    }
-
     /// The `Allow` header for this endpoint's route: every method some endpoint takes there.
     pub fn allow(self) -> String {
         let methods: Vec<&str> = Endpoint::ALL
@@ -93,6 +90,29 @@ impl Endpoint {
             .map(Endpoint::method)
             .collect();
         methods.join(", ")
+    }
+
+    /// The endpoints that serve stored data (messages, counts, counters): their answers must
+    /// not be kept by caches (`Cache-Control: no-store`).
+    pub fn serves_data(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Messages
+                | Endpoint::Message
+                | Endpoint::Export
+                | Endpoint::Stats
+                | Endpoint::Hourly
+                | Endpoint::Metrics
+                | Endpoint::Rejections
+        )
+    }
+
+    pub fn method(self) -> &'static str {
+        match self {
+            Endpoint::Webhook | Endpoint::Purge => "POST",
+            Endpoint::EraseSender | Endpoint::EraseMessage => "DELETE",
+            _ => "GET",
+        }
     }
 }
 
@@ -115,17 +135,36 @@ impl Route {
 }
 
 pub fn resolve(method: &str, path: &str) -> Route {
-    let mut on_path = Endpoint::ALL.into_iter().filter(|e| e.matches(path));
-    let Some(first) = on_path.next() else {
+    // The route first (an exact path, else the one pattern), then the method among the
+    // endpoints that share it.
+    let exact = Endpoint::ALL.into_iter().find(|e| e.path() == path);
+    let pattern = || {
+        path.strip_prefix(MESSAGE_PREFIX)
+            .filter(|rest| !rest.is_empty())
+            .map(|_| Endpoint::Message.path())
+    };
+    let Some(route) = exact.map(Endpoint::path).or_else(pattern) else {
         return Route::NotFound;
     };
+    let mut on_route = Endpoint::ALL.into_iter().filter(|e| e.path() == route);
+    let first = on_route.next().expect("a route has an endpoint");
     match std::iter::once(first)
-        .chain(on_path)
+        .chain(on_route)
         .find(|e| e.method() == method)
     {
         Some(endpoint) => Route::Found(endpoint),
         None => Route::WrongMethod(first),
     }
+}
+
+/// The id a `/messages/{message_id}` path names: the rest of the path, percent-decoded
+/// (`+` stays `+`: this is a path, not a form). `None` when the path names no message or the
+/// decoded bytes are not UTF-8 (no stored id can be; the answer is the usual 404).
+pub fn message_id(path: &str) -> Option<Cow<'_, str>> {
+    let raw = path
+        .strip_prefix(MESSAGE_PREFIX)
+        .filter(|r| !r.is_empty())?;
+    percent_encoding::percent_decode_str(raw).decode_utf8().ok()
 }
 
 #[cfg(test)]
@@ -148,6 +187,10 @@ mod tests {
             Route::WrongMethod(Endpoint::Messages)
         );
         assert_eq!(resolve("GET", "/messages/"), Route::NotFound);
+        assert_eq!(
+            resolve("GET", "/messages"),
+            Route::Found(Endpoint::Messages)
+        );
         assert_eq!(resolve("GET", "/WEBHOOK"), Route::NotFound);
         assert_eq!(
             resolve("get", "/stats"),
@@ -162,6 +205,72 @@ mod tests {
     }
 
     #[test]
+    fn data_endpoints() {
+        let data: Vec<_> = Endpoint::ALL
+            .into_iter()
+            .filter(|e| e.serves_data())
+            .collect();
+        assert_eq!(
+            data,
+            [
+                Endpoint::Messages,
+                Endpoint::Message,
+                Endpoint::Export,
+                Endpoint::Stats,
+                Endpoint::Hourly,
+                Endpoint::Metrics,
+                Endpoint::Rejections
+            ]
+        );
+    }
+
+    #[test]
+    fn one_message_export_hourly_and_the_console() {
+        assert_eq!(
+            resolve("GET", "/messages/export"),
+            Route::Found(Endpoint::Export)
+        );
+        for path in [
+            "/messages/m1",
+            "/messages/%65xport",
+            "/messages/export/",
+            "/messages/a/b",
+            "/messages/%ff",
+            "/messages/..",
+        ] {
+            assert_eq!(
+                resolve("GET", path),
+                Route::Found(Endpoint::Message),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            resolve("PUT", "/messages/m1"),
+            Route::WrongMethod(Endpoint::Message)
+        );
+        assert_eq!(
+            resolve("POST", "/messages/export"),
+            Route::WrongMethod(Endpoint::Export)
+        );
+        assert_eq!(
+            resolve("GET", "/stats/hourly"),
+            Route::Found(Endpoint::Hourly)
+        );
+        assert_eq!(resolve("GET", "/ui"), Route::Found(Endpoint::Console));
+        assert_eq!(resolve("GET", "/ui/"), Route::NotFound);
+        assert_eq!(resolve("GET", "/stats/hourly/x"), Route::NotFound);
+        // Labels stay a fixed set whatever the id.
+        assert_eq!(
+            resolve("GET", "/messages/anything-at-all").label(),
+            "/messages/{message_id}"
+        );
+        assert_eq!(
+            resolve("PUT", "/messages/x").label(),
+            "/messages/{message_id}"
+        );
+    }
+
+    #[test]
     fn admin_routes() {
         assert_eq!(
             resolve("POST", "/admin/purge"),
@@ -172,22 +281,28 @@ mod tests {
             Route::Found(Endpoint::EraseSender)
         );
         assert_eq!(
-            resolve("GET", "/messages"),
-            Route::Found(Endpoint::Messages)
-        );
-        assert_eq!(
             resolve("DELETE", "/messages/m%201"),
             Route::Found(Endpoint::EraseMessage)
         );
-        let wrong = resolve("POST", "/messages/m1");
-        assert_eq!(wrong, Route::WrongMethod(Endpoint::EraseMessage));
-        assert_eq!(wrong.label(), "/messages/{message_id}");
         assert_eq!(
-            resolve("PATCH", "/messages/x/y").label(),
-            "/messages/{message_id}"
+            resolve("GET", "/messages/m1"),
+            Route::Found(Endpoint::Message)
         );
+        // The export's path is the export's: the message `export` is `/messages/%65xport`.
+        assert_eq!(
+            resolve("DELETE", "/messages/export"),
+            Route::WrongMethod(Endpoint::Export)
+        );
+        assert_eq!(
+            resolve("DELETE", "/messages/%65xport"),
+            Route::Found(Endpoint::EraseMessage)
+        );
+        let wrong = resolve("POST", "/messages/m1");
+        assert_eq!(wrong, Route::WrongMethod(Endpoint::Message));
+        assert_eq!(wrong.label(), "/messages/{message_id}");
         assert_eq!(Endpoint::Messages.allow(), "GET, DELETE");
-        assert_eq!(Endpoint::EraseMessage.allow(), "DELETE");
+        assert_eq!(Endpoint::Message.allow(), "GET, DELETE");
+        assert_eq!(Endpoint::Export.allow(), "GET");
         assert_eq!(Endpoint::Purge.allow(), "POST");
         let admin: Vec<_> = Endpoint::ALL.into_iter().filter(|e| e.is_admin()).collect();
         assert_eq!(
@@ -201,19 +316,18 @@ mod tests {
     }
 
     #[test]
-    fn data_endpoints() {
-        let data: Vec<_> = Endpoint::ALL
-            .into_iter()
-            .filter(|e| e.serves_data())
-            .collect();
-        assert_eq!(
-            data,
-            [
-                Endpoint::Messages,
-                Endpoint::Stats,
-                Endpoint::Metrics,
-                Endpoint::Rejections
-            ]
-        );
+    fn message_ids_are_percent_decoded_after_matching() {
+        let id = |p: &str| message_id(p).map(|c| c.into_owned());
+        assert_eq!(id("/messages/m1").as_deref(), Some("m1"));
+        assert_eq!(id("/messages/%65xport").as_deref(), Some("export"));
+        assert_eq!(id("/messages/a%2Fb").as_deref(), Some("a/b"));
+        assert_eq!(id("/messages/a/b").as_deref(), Some("a/b"));
+        assert_eq!(id("/messages/a+b%20c").as_deref(), Some("a+b c"));
+        assert_eq!(id("/messages/%C3%A9t%C3%A9").as_deref(), Some("été"));
+        assert_eq!(id("/messages/%zz%").as_deref(), Some("%zz%"));
+        assert_eq!(id("/messages/%00").as_deref(), Some("\0"));
+        assert_eq!(id("/messages/%ff"), None, "not UTF-8");
+        assert_eq!(id("/messages/"), None);
+        assert_eq!(id("/messages"), None);
     }
 }

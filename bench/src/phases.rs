@@ -15,7 +15,7 @@ use spin_test_host::Host;
 use crate::baseline::{self, Connections};
 use crate::data::Shape;
 use crate::explain::{self, SqlProfile};
-use crate::load::{self, LoadGen, Plan};
+use crate::load::{self, LoadGen, Measured, Plan};
 use crate::report::Row;
 use crate::scenarios::{self, Fresh, Group, Scenario};
 use crate::serve::{Db, ServeSpec};
@@ -164,6 +164,46 @@ pub fn profile_reads(
     Ok(profiles)
 }
 
+/// Whole exports of the seeded data set, one at a time (`rounds` of them): each must bring
+/// every row and end properly. The row reports rows per second (its latency is one export).
+fn export(load: &LoadGen, messages: u64, opts: &Options) -> (Row, Option<String>) {
+    let name = format!("GET /messages/export (all {messages} rows)");
+    eprintln!("{name} ...");
+    let mut m = Measured::default();
+    let mut rows = 0u64;
+    let started = Instant::now();
+    for _ in 0..opts.rounds.max(1) {
+        m.requests += 1;
+        match load.stream("/messages/export") {
+            Ok(s) => {
+                eprintln!(
+                    "  {} rows, {} bytes in {:.2} s",
+                    s.lines,
+                    s.bytes,
+                    s.elapsed.as_secs_f64()
+                );
+                *m.statuses.entry(s.status).or_default() += 1;
+                m.latencies.push(s.elapsed);
+                rows += s.lines;
+                if s.lines != messages && m.first_error.is_none() {
+                    m.first_error = Some(format!("{} rows of {messages}", s.lines));
+                }
+            }
+            Err(e) => {
+                m.transport_errors += 1;
+                m.first_error.get_or_insert(format!("{e:#}"));
+            }
+        }
+    }
+    m.elapsed = started.elapsed();
+    m.latencies.sort_unstable();
+    let mut row = Row::new(Group::Reads, Scenario::Export, &name, 1, &m);
+    let streaming: Duration = m.latencies.iter().sum();
+    row.rows_per_s = Some(rows as f64 / streaming.as_secs_f64().max(1e-9));
+    let failure = m.first_error.as_ref().map(|e| format!("export: {e}"));
+    (row, failure)
+}
+
 /// What the local-file phase found.
 pub struct Local {
     pub rows: Vec<Row>,
@@ -234,6 +274,11 @@ pub fn local_file(
             .get(&plan.scenario)
             .map(|p| p.median.as_secs_f64() * 1000.0);
         rows.push(row);
+    }
+    if opts.wants("export") {
+        let (row, failure) = export(&load, shape.messages, opts);
+        rows.push(row);
+        failures.extend(failure);
     }
     let mut created = 0;
     for concurrency in [1, 16, 64, 256] {

@@ -44,6 +44,8 @@ pub struct Row {
     pub peak_rss_kib: Option<u64>,
     /// Median time of the same SQL run natively (no host, no instance).
     pub sql_p50_ms: Option<f64>,
+    /// Rows per second of a streamed export (export rows only).
+    pub rows_per_s: Option<f64>,
     pub first_error: Option<String>,
 }
 
@@ -86,6 +88,7 @@ impl Row {
             purged_per_s: None,
             peak_rss_kib: None,
             sql_p50_ms: None,
+            rows_per_s: None,
             first_error: m.first_error.clone(),
         }
     }
@@ -117,6 +120,9 @@ impl Row {
         }
         if let Some(k) = self.peak_rss_kib {
             notes.push(format!("peak RSS {:.1} MiB", k as f64 / 1024.0));
+        }
+        if let Some(rate) = self.rows_per_s {
+            notes.push(format!("{rate:.0} rows/s"));
         }
         if let Some(sql) = self.sql_p50_ms {
             notes.push(format!("sql p50 {sql:.2} ms"));

@@ -38,6 +38,10 @@ pub enum Scenario {
     Stats,
     Metrics,
     HealthReady,
+    /// `GET /ui`, the console page (no database).
+    Console,
+    /// `GET /messages/export` of every stored message, streamed; reported in rows/s.
+    Export,
     /// `POST /webhook` of unique messages.
     Ingest,
     /// `POST /webhook` of already-stored messages.
@@ -287,6 +291,12 @@ pub fn reads(shape: Shape, opts: &Options) -> Vec<Plan> {
             "GET /health/ready".into(),
             get(|_| "/health/ready".into()),
         ),
+        (
+            Scenario::Console,
+            // ~26 KB of HTML, CSS and JS, and a SHA-256 of the script and style for the CSP.
+            "GET /ui (console page)".into(),
+            get(|_| "/ui".into()),
+        ),
     ];
     scenarios
         .into_iter()
@@ -429,6 +439,16 @@ pub fn targets(
                 s.median, s.low, s.high, s.rounds
             ),
             met: s.median >= 0.95,
+        });
+    }
+    if let Some(r) = find_any(rows, Group::Reads, Scenario::Export) {
+        out.push(Target {
+            target: "export: every row, streamed (rows/s reported)".into(),
+            measured: format!(
+                "{} rows/s",
+                r.rows_per_s.map_or("?".to_owned(), |n| format!("{n:.0}"))
+            ),
+            met: r.errors == 0,
         });
     }
     if let Some(r) = find(Group::Ingest, Scenario::Ingest, 256) {

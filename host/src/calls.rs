@@ -17,6 +17,8 @@ pub struct Calls {
     sqlite_counters: AtomicU64,
     sqlite_close: AtomicU64,
     variables_get: AtomicU64,
+    /// The largest linear memory an instance has grown to, in bytes (see [`MemoryWatch`]).
+    memory_peak: AtomicU64,
 }
 
 /// Which call to count.
@@ -47,6 +49,15 @@ impl Calls {
             Call::VariablesGet => &self.variables_get,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The largest linear memory any instance has had since the start or the last reset.
+    pub fn memory_peak(&self) -> u64 {
+        self.memory_peak.load(Ordering::Relaxed)
+    }
+
+    pub fn reset_memory_peak(&self) {
+        self.memory_peak.store(0, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> CallCounts {
@@ -86,5 +97,35 @@ impl CallCounts {
             sqlite_close: self.sqlite_close - earlier.sqlite_close,
             variables_get: self.variables_get - earlier.variables_get,
         }
+    }
+}
+
+/// Watches an instance's linear memories as they grow (a store's resource limiter): it only
+/// records the largest size asked for, and allows every growth, as Spin's default does. The
+/// figure shows whether a request's memory depends on its data (e.g. an export's row count).
+pub struct MemoryWatch {
+    pub calls: std::sync::Arc<Calls>,
+}
+
+impl wasmtime::ResourceLimiter for MemoryWatch {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.calls
+            .memory_peak
+            .fetch_max(desired as u64, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
     }
 }

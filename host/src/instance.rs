@@ -27,6 +27,8 @@ pub struct InstanceState {
     hooks: OutboundPolicy,
     sqlite: SqliteState,
     variables: VariablesState,
+    /// The store's resource limiter: records how far linear memory grows.
+    pub memory: crate::calls::MemoryWatch,
 }
 
 /// What the server knows about a component when it creates an instance.
@@ -60,6 +62,9 @@ impl InstanceState {
             variables: VariablesState {
                 component: config.id.clone(),
                 values: config.variables.clone(),
+                calls: config.calls.clone(),
+            },
+            memory: crate::calls::MemoryWatch {
                 calls: config.calls.clone(),
             },
         }

@@ -177,6 +177,16 @@ impl Host {
         self.calls.snapshot()
     }
 
+    /// The largest linear memory any component instance of this host grew to, in bytes,
+    /// since it started or since [`Host::reset_peak_instance_memory`].
+    pub fn peak_instance_memory(&self) -> u64 {
+        self.calls.memory_peak()
+    }
+
+    pub fn reset_peak_instance_memory(&self) {
+        self.calls.reset_memory_peak();
+    }
+
     /// (route as displayed, component id) pairs, like `spin up`'s route list.
     pub fn routes(&self) -> &[(String, String)] {
         &self.routes

@@ -228,6 +228,7 @@ async fn run_component(
         InstanceOutput::new(component.stderr.clone()),
     );
     let mut store = Store::new(component.pre.engine(), state);
+    store.limiter(|state| &mut state.memory);
     let wasm_req = store
         .data_mut()
         .http()

@@ -20,7 +20,8 @@ pub use error::{ErrorKind, StorageError};
 pub use fold::{fold, statements as fold_statements, FOLD_EVERY};
 pub use lifecycle::{tombstone_key, Erased, Purged, Removal};
 pub use messages::{
-    insert_message, list_messages, stats, Inserted, MessagePage, Stats, StoredMessage,
+    export_page, export_sql, get_message, hourly, insert_message, list_messages, stats, Inserted,
+    MessagePage, Stats, StoredMessage, EXPORT_PAGE_ROWS,
 };
 pub use rejections::{LoggedRejection, RejectionPage};
 pub use schema::{statements as schema_statements, SCHEMA_VERSION};

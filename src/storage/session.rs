@@ -21,7 +21,7 @@ use super::counters;
 use super::error::{ErrorKind, StorageError};
 use super::fold;
 use super::lifecycle::{self, Erased, Purged, Removal};
-use super::messages::{self, Inserted, MessagePage, Stats};
+use super::messages::{self, Inserted, MessagePage, Stats, StoredMessage};
 use super::rejections::{self, RejectionPage};
 use super::search;
 use super::{schema, Database};
@@ -207,6 +207,30 @@ impl<'a> Session<'a> {
             super::in_transaction(db, || search::index_batch(db, search::BACKFILL_ROWS))
         })?;
         Ok(true)
+    }
+
+    /// One message by id (see [`messages::get_message`]).
+    pub fn get_message(&mut self, message_id: &str) -> Result<Option<StoredMessage>, StorageError> {
+        self.run(Access::Read, |db| messages::get_message(db, message_id))
+    }
+
+    /// One page of an export (see [`messages::export_page`]).
+    pub fn export_page(
+        &mut self,
+        query: &MessageQuery,
+    ) -> Result<Vec<StoredMessage>, StorageError> {
+        self.run(Access::Read, |db| messages::export_page(db, query))
+    }
+
+    /// Messages per hour (see [`messages::hourly`]).
+    pub fn hourly(
+        &mut self,
+        first_hour: &str,
+        last_hour: &str,
+    ) -> Result<Vec<(String, i64)>, StorageError> {
+        self.run(Access::Read, |db| {
+            messages::hourly(db, first_hour, last_hour)
+        })
     }
 
     pub fn stats(&mut self) -> Result<Stats, StorageError> {

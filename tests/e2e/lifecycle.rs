@@ -82,7 +82,9 @@ fn admin_routes_are_closed_without_a_token_and_guarded_with_one(backend: Backend
     let resp = app.send(&Req::new("PUT", "/messages"));
     assert_eq!((resp.status, resp.header("allow")), (405, Some("GET, DELETE")));
     let resp = app.send(&Req::new("POST", "/messages/m1"));
-    assert_eq!((resp.status, resp.header("allow")), (405, Some("DELETE")));
+    assert_eq!((resp.status, resp.header("allow")), (405, Some("GET, DELETE")));
+    let resp = app.send(&Req::new("DELETE", "/messages/export"));
+    assert_eq!((resp.status, resp.header("allow")), (405, Some("GET")));
 }
 
 fn retention_purges_old_messages_in_bounded_batches_and_keeps_every_figure_exact(backend: Backend) {

@@ -6,7 +6,10 @@
 #[macro_use]
 mod support;
 
+mod browser;
 mod concurrency;
+mod console;
+mod export;
 mod folding;
 mod headers;
 mod health;

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const SECRET: &str = "e2e-secret";
@@ -174,6 +175,31 @@ impl App {
         }
     }
 
+    /// Runs one statement on the app's database directly (not through the component).
+    pub fn execute_sql(&self, sql: &str) {
+        match &self.sqld {
+            None => {
+                rusqlite::Connection::open(self.db_path())
+                    .and_then(|conn| conn.execute_batch(sql))
+                    .unwrap();
+            }
+            Some(sqld) => run_on_libsql(&sqld.url(), |conn| async move {
+                conn.execute(sql, ()).await.map(drop)
+            }),
+        }
+    }
+
+    /// Stops the libSQL server under a running app: its database becomes unreachable.
+    pub fn stop_database(&mut self) {
+        assert_eq!(
+            self.backend,
+            Backend::Libsql,
+            "only a server can be stopped"
+        );
+        let sqld = self.sqld.take().expect("a server");
+        drop(Arc::try_unwrap(sqld).ok().expect("no replica shares it"));
+    }
+
     fn boot(&self) -> Host {
         let wasm: PathBuf = build_component(app_dir()).expect("component builds");
         let mut opts = HostOptions::new(app_dir());
@@ -249,6 +275,15 @@ impl App {
                 serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
             })
             .collect()
+    }
+
+    /// The largest linear memory of any instance since the last [`App::reset_peak_memory`].
+    pub fn peak_memory(&self) -> u64 {
+        self.host.as_ref().unwrap().peak_instance_memory()
+    }
+
+    pub fn reset_peak_memory(&self) {
+        self.host.as_ref().unwrap().reset_peak_instance_memory()
     }
 
     pub fn raw_stdout(&self) -> String {
@@ -404,6 +439,92 @@ pub fn send(addr: SocketAddr, req: &Req) -> Resp {
         }
     }
     parse_response(&raw)
+}
+
+/// A GET whose answer is read as it arrives: the head, then the body as raw bytes (chunk
+/// framing included), at the caller's pace.
+pub struct Streaming {
+    stream: TcpStream,
+    pub head: Resp,
+    /// Bytes after the head read so far, framing included.
+    pub raw: Vec<u8>,
+}
+
+impl Streaming {
+    pub fn get(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> Streaming {
+        let mut req = Req::new("GET", target);
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        stream.write_all(&req.to_bytes()).unwrap();
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        let head_end = loop {
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end;
+            }
+            let n = stream.read(&mut buf).expect("head");
+            assert!(n > 0, "closed before the head");
+            raw.extend_from_slice(&buf[..n]);
+        };
+        let rest = raw.split_off(head_end + 4);
+        let head = parse_response(&raw);
+        Streaming {
+            stream,
+            head,
+            raw: rest,
+        }
+    }
+
+    /// Reads until at least `n` body bytes (framing included) are in, or the end.
+    pub fn read_at_least(&mut self, n: usize) {
+        let mut buf = [0u8; 65536];
+        while self.raw.len() < n {
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(k) => self.raw.extend_from_slice(&buf[..k]),
+            }
+        }
+    }
+
+    /// Reads to the end of the connection; whether it ended in error (reset) rather than
+    /// an orderly close.
+    pub fn read_to_end(&mut self) -> bool {
+        let mut buf = [0u8; 65536];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(k) => self.raw.extend_from_slice(&buf[..k]),
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// The chunked body so far, decoded, and whether its terminating chunk arrived.
+    pub fn dechunked(&self) -> (Vec<u8>, bool) {
+        let mut data = self.raw.as_slice();
+        let mut out = Vec::new();
+        while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+            let size_text = std::str::from_utf8(&data[..line_end]).unwrap();
+            let size =
+                usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+            if size == 0 {
+                return (out, data[line_end..].starts_with(b"\r\n\r\n"));
+            }
+            let start = line_end + 2;
+            if data.len() < start + size + 2 {
+                out.extend_from_slice(&data[start.min(data.len())..]);
+                return (out, false);
+            }
+            out.extend_from_slice(&data[start..start + size]);
+            data = &data[start + size + 2..];
+        }
+        (out, false)
+    }
 }
 
 fn parse_response(raw: &[u8]) -> Resp {

@@ -35,6 +35,14 @@ pub enum Scenario {
     AllFilters,
     DeepOffset,
     RareTerm,
+    /// `q` with a rare term, and `since`.
+    RareTermSince,
+    /// `q` with a common term, and `from`.
+    CommonTermFrom,
+    /// `q` with a common term, and `to`.
+    CommonTermTo,
+    /// `q` of two characters: no trigram, always a scan.
+    ShortTerm,
     Stats,
     Metrics,
     HealthReady,
@@ -54,6 +62,9 @@ pub enum Scenario {
     MinimalWriteIngest,
     /// Raw SQLite inserts (no host).
     StorageInsert(Connections),
+    /// The same as `StorageInsert(PerTransaction)` on a copy without the search index's
+    /// tables: what the index costs every new connection (parsing the schema).
+    StorageInsertWithoutSearchIndex,
 }
 
 /// The table's groups, in the order a run adds them.
@@ -277,6 +288,32 @@ pub fn reads(shape: Shape, opts: &Options) -> Vec<Plan> {
             get(|i| format!("/messages?q=tk-{:04}", mix(i as u64 + 4) % 10_000)),
         ),
         (
+            Scenario::RareTermSince,
+            "GET /messages?q=tk-NNNN&since=".into(),
+            get(move |i| {
+                format!(
+                    "/messages?q=tk-{:04}&since={}",
+                    mix(i as u64 + 5) % 10_000,
+                    encode(&some_ts(i))
+                )
+            }),
+        ),
+        (
+            Scenario::CommonTermFrom,
+            format!("GET /messages?q={COMMON_TERM}&from="),
+            get(move |i| format!("/messages?q={COMMON_TERM}&from={}", encode(&sender(i)))),
+        ),
+        (
+            Scenario::CommonTermTo,
+            format!("GET /messages?q={COMMON_TERM}&to="),
+            get(move |i| format!("/messages?q={COMMON_TERM}&to={}", encode(&recipient(i)))),
+        ),
+        (
+            Scenario::ShortTerm,
+            "GET /messages?q=he (2 characters, scanned)".into(),
+            get(|_| "/messages?q=he".into()),
+        ),
+        (
             Scenario::Stats,
             "GET /stats".into(),
             get(|_| "/stats".into()),
@@ -429,6 +466,27 @@ pub fn targets(
             });
         }
     }
+    if let (Some(with), Some(without)) = (
+        find(
+            Group::Storage,
+            Scenario::StorageInsert(Connections::PerTransaction),
+            16,
+        ),
+        find(
+            Group::Storage,
+            Scenario::StorageInsertWithoutSearchIndex,
+            16,
+        ),
+    ) {
+        let ratio = with.requests_per_s / without.requests_per_s;
+        out.push(Target {
+            target: "insert on a new connection x16 with the search index >= 90% of without it \
+                     (native: the schema each request parses)"
+                .into(),
+            measured: format!("{:.0}%", ratio * 100.0),
+            met: ratio >= 0.9,
+        });
+    }
     if let Some(s) = lifecycle.nothing_due_shares() {
         out.push(Target {
             target: "ingest x16 with retention on and nothing due >= 0.95 of retention off \
@@ -466,8 +524,13 @@ pub fn targets(
         (Scenario::FromFilter, 5.0),
         (Scenario::ToFilter, 5.0),
         (Scenario::SinceFilter, 5.0),
-        (Scenario::CommonTerm, 5.0),
         (Scenario::AllFilters, 5.0),
+        // Text search (issue 12).
+        (Scenario::RareTerm, 10.0),
+        (Scenario::CommonTerm, 100.0),
+        (Scenario::RareTermSince, 10.0),
+        (Scenario::CommonTermFrom, 10.0),
+        (Scenario::CommonTermTo, 10.0),
     ] {
         if let Some(r) = find(Group::Reads, scenario, read_c) {
             out.push(Target {

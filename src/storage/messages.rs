@@ -206,11 +206,16 @@ fn rows_sql(query: &MessageQuery, plan: &SearchPlan, with_total: bool) -> (Strin
         SearchPlan::Scan => {
             format!("SELECT ts_key, message_id, seq, 0 AS pending FROM {source} {where_clause}")
         }
+        // Both arms by primary key: the rows the index names, and the rows above the
+        // watermark (NOT INDEXED: left to itself, the planner walked the whole time index
+        // for the second arm, to save sorting a few rows, or a `since` range for the first:
+        // 45-70 ms at 1M rows instead of a few).
         SearchPlan::Index(_) => format!(
-            "SELECT ts_key, message_id, seq, 0 AS pending FROM messages \
+            "SELECT ts_key, message_id, seq, 0 AS pending FROM messages NOT INDEXED \
              {where_clause} AND seq IN ({INDEXED}) \
              UNION ALL \
-             SELECT ts_key, message_id, seq, 0 FROM messages {where_clause} AND seq > ({WATERMARK})"
+             SELECT ts_key, message_id, seq, 0 FROM messages NOT INDEXED \
+             {where_clause} AND seq > ({WATERMARK})"
         ),
     };
     let sql = format!(
@@ -325,8 +330,9 @@ fn total_sql(
             params.extend(twice());
             (
                 format!(
-                    "((SELECT count(*) FROM messages {filters} AND seq IN ({INDEXED})) \
-                     + (SELECT count(*) FROM messages {filters} AND seq > ({WATERMARK})) \
+                    "((SELECT count(*) FROM messages NOT INDEXED {filters} AND seq IN ({INDEXED})) \
+                     + (SELECT count(*) FROM messages NOT INDEXED {filters} \
+                        AND seq > ({WATERMARK})) \
                      + {incoming})"
                 ),
                 params,

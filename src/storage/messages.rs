@@ -171,12 +171,12 @@ fn rows_sql(query: &MessageQuery, plan: &SearchPlan, with_total: bool) -> (Strin
         page_params.push(SqlValue::text(cursor.ts_key.as_str()));
         page_params.push(SqlValue::text(cursor.message_id.as_str()));
     }
-    // In the order of the `?`s in the text: the page (each arm takes the same filters, the
-    // index arm its query after them), then the total.
+    // In the order of the `?`s in the text: the search index's query (its hits are read once
+    // for page and total), the page (each arm takes the same filters), then the total.
     let mut params = Vec::new();
     if let SearchPlan::Index(index_query) = plan {
-        params.extend(page_params.iter().cloned());
         params.push(SqlValue::text(index_query.as_str()));
+        params.extend(page_params.iter().cloned());
     }
     params.extend(page_params.iter().cloned());
     params.extend(page_params);
@@ -218,8 +218,15 @@ fn rows_sql(query: &MessageQuery, plan: &SearchPlan, with_total: bool) -> (Strin
              {where_clause} AND seq > ({WATERMARK})"
         ),
     };
+    let hits = match plan {
+        SearchPlan::Scan => "",
+        SearchPlan::Index(_) => {
+            "hits AS MATERIALIZED (SELECT rowid FROM messages_fts \
+                                 WHERE messages_fts MATCH ?), "
+        }
+    };
     let sql = format!(
-        "WITH page AS MATERIALIZED ( \
+        "WITH {hits}page AS MATERIALIZED ( \
              {stored} \
              UNION ALL \
              SELECT ts_key, message_id, seq, 1 FROM incoming {where_clause} \
@@ -255,8 +262,8 @@ fn source(query: &MessageQuery) -> &'static str {
     }
 }
 
-/// The rows of `messages` the search index names for the query in the first parameter.
-const INDEXED: &str = "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?";
+/// The rows of `messages` the search index names (the `hits` of [`rows_sql`]).
+const INDEXED: &str = "SELECT rowid FROM hits";
 /// The last row the search index holds: rows above it are searched without it.
 const WATERMARK: &str = "SELECT indexed_through FROM search_state WHERE id = 1";
 
@@ -324,9 +331,9 @@ fn total_sql(
             format!("((SELECT count(*) FROM {source} {filters}) + {incoming})"),
             twice(),
         ),
-        SearchPlan::Index(index_query) => {
+        // The index's hits are read once, into `hits`, for page and total.
+        SearchPlan::Index(_) => {
             let mut params = filter_params.to_vec();
-            params.push(SqlValue::text(index_query.as_str()));
             params.extend(twice());
             (
                 format!(

@@ -1,0 +1,87 @@
+//! `GET /health/ready`: the database, the schema, the secret and the configuration.
+
+use super::*;
+
+/// Ready when the database answers with our schema in place and a secret is configured.
+/// The body also says whether reads need a token (`read_auth`, `metrics_auth`); open reads
+/// are a deployment's choice, not a failure.
+pub(super) fn ready(context: &mut Context) -> Outcome {
+    let mut failures = serde_json::Map::new();
+    let mut errors = Vec::new();
+    let secret = context.variable(config::WEBHOOK_SECRET).unwrap_or_default();
+    if secret.is_empty() {
+        failures.insert("secret".into(), "webhook secret not configured".into());
+    } else if let Err(problem) = signature::secret_key(&secret) {
+        failures.insert("secret".into(), format!("webhook_secret: {problem}").into());
+    }
+    let mut config_problems = Vec::new();
+    let previous = context
+        .variable(config::WEBHOOK_SECRET_PREVIOUS)
+        .unwrap_or_default();
+    if let Err(problem) = signature::secret_key(&previous) {
+        config_problems.push(format!("webhook_secret_previous: {problem}"));
+    }
+    if let Err(problem) =
+        config::max_body_bytes(context.variable(config::MAX_BODY_BYTES).as_deref())
+    {
+        config_problems.push(problem);
+    }
+    let tolerance = context.variable(config::SIGNATURE_TOLERANCE_SECONDS);
+    if let Err(problem) = config::signature_tolerance_seconds(tolerance.as_deref()) {
+        config_problems.push(problem);
+    }
+    let log_size = context.variable(config::REJECTION_LOG_SIZE);
+    if let Err(problem) = config::rejection_log_size(log_size.as_deref()) {
+        config_problems.push(problem);
+    }
+    if let Err(problem) = config::lifecycle(|name| context.variable(name)) {
+        config_problems.push(problem);
+    }
+    if !config_problems.is_empty() {
+        failures.insert("config".into(), config_problems.join("; ").into());
+    }
+    match context.storage.ensure_schema() {
+        Ok(version) if version >= SCHEMA_VERSION => {}
+        Ok(_) => {
+            failures.insert("schema".into(), "schema not applied".into());
+        }
+        Err(err) => {
+            // The reason goes to the log, not to whoever can reach the probe.
+            failures.insert("database".into(), "database unavailable".into());
+            errors.push(format!("storage: {err}"));
+        }
+    }
+    let read_auth = auth_state(context, config::READ_TOKENS);
+    let metrics_auth = auth_state(context, config::METRICS_TOKENS);
+    if failures.is_empty() {
+        let body = serde_json::json!({
+            "status": "ready",
+            "read_auth": read_auth,
+            "metrics_auth": metrics_auth,
+        });
+        return Outcome::json(200, body.to_string());
+    }
+    let body = serde_json::json!({
+        "status": "not ready",
+        "checks": failures,
+        "read_auth": read_auth,
+        "metrics_auth": metrics_auth,
+    });
+    let mut outcome = Outcome::json(503, body.to_string());
+    outcome.error = Some(if errors.is_empty() {
+        failures.keys().cloned().collect::<Vec<_>>().join(", ") + " check failed"
+    } else {
+        errors.join("; ")
+    });
+    outcome
+}
+
+/// `"open"` or `"required"`: whether `tokens` guard their endpoints, for the readiness body.
+fn auth_state(context: &Context, tokens: TokenPair) -> &'static str {
+    match context.runtime.variable(tokens.current) {
+        Ok(Some(token)) if !token.is_empty() => "required",
+        Ok(_) => "open",
+        // Reads then answer 503 until the provider answers.
+        Err(_) => "unavailable",
+    }
+}

@@ -26,6 +26,7 @@ use crate::storage::{
     SCHEMA_VERSION,
 };
 use crate::timestamp;
+use http::{Method, StatusCode};
 use std::time::{Instant, SystemTime};
 
 mod admin;
@@ -63,7 +64,7 @@ pub enum BodyError {
 }
 
 pub struct Request {
-    pub method: String,
+    pub method: Method,
     /// Path without the query string.
     pub path: String,
     /// Query string without `?`.
@@ -90,7 +91,7 @@ impl Request {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
-    pub status: u16,
+    pub status: StatusCode,
     pub headers: Vec<(&'static str, String)>,
     /// The whole body or, when [`Response::streamed`], its first part.
     pub body: Vec<u8>,
@@ -116,14 +117,14 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// An answer plus what the log line and metrics need to know about it.
 struct Outcome {
-    status: u16,
+    status: StatusCode,
     content_type: &'static str,
     body: String,
     headers: Vec<(&'static str, String)>,
     webhook: Option<WebhookResult>,
     message_id: Option<String>,
     /// Our own failure (storage, configuration) for the log; never request content.
-    error: Option<String>,
+    error: Option<anyhow::Error>,
     /// Why a delivery was refused, for the log (a fixed word).
     reason: Option<&'static str>,
     /// Storage already counted this request's metrics (with the message it stored).
@@ -158,7 +159,7 @@ impl Export {
 }
 
 impl Outcome {
-    fn json(status: u16, body: String) -> Outcome {
+    fn json(status: StatusCode, body: String) -> Outcome {
         Outcome {
             status,
             content_type: JSON,
@@ -175,13 +176,13 @@ impl Outcome {
         }
     }
 
-    fn detail(status: u16, text: &str) -> Outcome {
+    fn detail(status: StatusCode, text: &str) -> Outcome {
         Outcome::json(status, problem::detail(text))
     }
 
     /// 503 that tells clients when to come back.
-    fn unavailable(text: &str, error: String) -> Outcome {
-        let mut outcome = Outcome::detail(503, text);
+    fn unavailable(text: &str, error: anyhow::Error) -> Outcome {
+        let mut outcome = Outcome::detail(StatusCode::SERVICE_UNAVAILABLE, text);
         outcome.headers.push(("retry-after", "1".to_owned()));
         outcome.error = Some(error);
         outcome
@@ -197,6 +198,11 @@ impl Outcome {
         self.reason = Some(detail);
         self.rejected = Some(Rejected::new(reason, detail, body));
         self
+    }
+
+    /// Keeps `error` for the log line unless an earlier one is already kept.
+    fn note(&mut self, error: anyhow::Error) {
+        self.error.get_or_insert(error);
     }
 
     /// Gives a refused delivery's log entry the body that was read.
@@ -248,7 +254,7 @@ pub struct AfterResponse<'a> {
     route: Route,
     latency_ms: f64,
     request_id: String,
-    method: String,
+    method: Method,
     path: String,
 }
 
@@ -267,18 +273,18 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
     let path = request.path.clone();
 
     let mut outcome = match route {
-        Route::NotFound => Outcome::detail(404, "not found"),
+        Route::NotFound => Outcome::detail(StatusCode::NOT_FOUND, "not found"),
         Route::WrongMethod(endpoint) => {
-            let mut outcome = Outcome::detail(405, "method not allowed");
+            let mut outcome = Outcome::detail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             outcome.headers.push(("allow", endpoint.allow()));
             outcome
         }
-        Route::Found(Endpoint::Live) => Outcome::json(200, responses::status("ok")),
+        Route::Found(Endpoint::Live) => Outcome::json(StatusCode::OK, responses::status("ok")),
         Route::Found(Endpoint::Ready) => ready(&mut context),
         Route::Found(Endpoint::Webhook) => webhook(&mut context, request),
         Route::Found(Endpoint::Console) => {
             let page = console::page();
-            let mut outcome = Outcome::json(200, page.body);
+            let mut outcome = Outcome::json(StatusCode::OK, page.body);
             outcome.content_type = console::CONTENT_TYPE;
             outcome.headers = page.headers;
             outcome
@@ -364,10 +370,10 @@ impl AfterResponse<'_> {
             }
             Err(err) => {
                 export.done = true;
-                self.outcome.error = Some(format!(
-                    "export stopped after {} rows: storage: {err}",
-                    export.rows
-                ));
+                let rows = export.rows;
+                let error = anyhow::Error::new(err).context("storage");
+                self.outcome.error =
+                    Some(error.context(format!("export stopped after {rows} rows")));
                 Chunk::Failed
             }
         }
@@ -392,22 +398,19 @@ impl AfterResponse<'_> {
             Ok(false) => {}
             // The messages are stored either way; the next batch's write folds them.
             Err(err) => {
-                outcome
-                    .error
-                    .get_or_insert_with(|| format!("fold not run: {err}"));
+                outcome.note(anyhow::Error::new(err).context("fold not run"));
             }
         }
         if let Err(err) = context.storage.index_if_due() {
             // Searches stay exact without it; the next search or fold tries again.
-            outcome
-                .error
-                .get_or_insert_with(|| format!("search index not updated: {err}"));
+            outcome.note(anyhow::Error::new(err).context("search index not updated"));
         }
         let mut increments = if outcome.counted {
             // Counted by the row that stored the message.
             Vec::new()
         } else {
-            metrics::increments(route.label(), outcome.status, latency_ms, outcome.webhook)
+            let status = outcome.status.as_u16();
+            metrics::increments(route.label(), status, latency_ms, outcome.webhook)
         };
         if let Some((cause, count)) = outcome.removed.filter(|(_, n)| *n > 0) {
             increments.push(metrics::removed(cause, count));
@@ -416,39 +419,41 @@ impl AfterResponse<'_> {
             increments.push(metrics::rejected(rejected.reason));
             let keep = rejection_log_size(&context, &mut outcome);
             let at = timestamp::format_utc(context.started);
-            let entry = rejected.entry(at, route.label(), outcome.status, &request_id);
+            let status = outcome.status.as_u16();
+            let entry = rejected.entry(at, route.label(), status, &request_id);
             context.storage.record_rejection(&entry, keep, &increments)
         } else {
             context.storage.record(&increments)
         };
         if let Err(err) = recorded {
-            outcome
-                .error
-                .get_or_insert_with(|| format!("metrics not recorded: {err}"));
+            outcome.note(anyhow::Error::new(err).context("metrics not recorded"));
         }
 
-        let level = match (outcome.status, &outcome.error) {
-            (500.., _) if outcome.webhook == Some(WebhookResult::NotConfigured) => Level::Warn,
-            (500.., _) => Level::Error,
-            (_, Some(_)) => Level::Warn,
-            _ => Level::Info,
+        let server_error = outcome.status.is_server_error();
+        let level = match (server_error, &outcome.error) {
+            (true, _) if outcome.webhook == Some(WebhookResult::NotConfigured) => Level::Warn,
+            (true, _) => Level::Error,
+            (false, Some(_)) => Level::Warn,
+            (false, None) => Level::Info,
         };
         let min_level = config::log_level(context.variable(config::LOG_LEVEL).as_deref());
         if level >= min_level {
+            // The error with its context chain: "metrics not recorded: database is locked".
+            let error = outcome.error.as_ref().map(|e| format!("{e:#}"));
             let line = LogLine {
                 ts: timestamp::format_utc(SystemTime::now()),
                 level,
                 request_id: &request_id,
-                method: logline::clip(&method, 32),
+                method: logline::clip(method.as_str(), 32),
                 path: logline::clip(&path, 512),
-                status: outcome.status,
+                status: outcome.status.as_u16(),
                 latency_ms: (latency_ms * 1000.0).round() / 1000.0,
                 message_id: outcome.message_id.as_deref(),
                 dup: outcome.webhook.map(|r| r == WebhookResult::Duplicate),
                 result: outcome.webhook.map(WebhookResult::as_str),
                 reason: outcome.reason,
                 removed: outcome.removed.map(|(_, n)| n),
-                error: outcome.error.as_deref(),
+                error: error.as_deref(),
             };
             context.runtime.log(&line.to_line());
         }
@@ -471,7 +476,7 @@ fn random_bytes() -> [u8; 16] {
 fn storage_unavailable(err: StorageError) -> Outcome {
     Outcome::unavailable(
         "storage unavailable, retry later",
-        format!("storage: {err}"),
+        anyhow::Error::new(err).context("storage"),
     )
 }
 
@@ -484,14 +489,14 @@ fn refusal(context: &Context, authorization: Option<&[u8]>, tokens: TokenPair) -
             .runtime
             .variable(name)
             .map(Option::unwrap_or_default)
-            .map_err(|err| format!("{name}: {err}"))
+            .map_err(|err| anyhow::anyhow!("{name}: {err}"))
     };
     let access = read(tokens.current)
         .and_then(|current| auth::access(authorization, &current, || read(tokens.previous)));
     match access {
         Ok(Access::Open | Access::Granted) => None,
         Ok(Access::Denied) => {
-            let mut outcome = Outcome::detail(401, "not authenticated");
+            let mut outcome = Outcome::detail(StatusCode::UNAUTHORIZED, "not authenticated");
             outcome
                 .headers
                 .push(("www-authenticate", "Bearer".to_owned()));
@@ -504,7 +509,7 @@ fn refusal(context: &Context, authorization: Option<&[u8]>, tokens: TokenPair) -
 /// 503 for a configuration value we cannot use: senders retry while the operator fixes it.
 /// The caller attaches the body to its rejection log entry if it has read it.
 fn invalid_configuration(problem: String) -> Outcome {
-    Outcome::unavailable("invalid configuration", problem)
+    Outcome::unavailable("invalid configuration", anyhow::Error::msg(problem))
         .webhook(WebhookResult::NotConfigured)
         .rejected(Reason::NotConfigured, "invalid_configuration", Body::Unread)
 }

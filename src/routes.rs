@@ -6,6 +6,7 @@
 //! `/messages/%65xport` (or `/messages/%65%78%70%6F%72%74`), and a decoded `/` never moves a
 //! request to another endpoint.
 
+use http::Method;
 use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,10 +85,10 @@ impl Endpoint {
 
     /// The `Allow` header for this endpoint's route: every method some endpoint takes there.
     pub fn allow(self) -> String {
-        let methods: Vec<&str> = Endpoint::ALL
+        let methods: Vec<String> = Endpoint::ALL
             .into_iter()
             .filter(|e| e.path() == self.path())
-            .map(Endpoint::method)
+            .map(|e| e.method().to_string())
             .collect();
         methods.join(", ")
     }
@@ -107,11 +108,11 @@ impl Endpoint {
         )
     }
 
-    pub fn method(self) -> &'static str {
+    pub fn method(self) -> Method {
         match self {
-            Endpoint::Webhook | Endpoint::Purge => "POST",
-            Endpoint::EraseSender | Endpoint::EraseMessage => "DELETE",
-            _ => "GET",
+            Endpoint::Webhook | Endpoint::Purge => Method::POST,
+            Endpoint::EraseSender | Endpoint::EraseMessage => Method::DELETE,
+            _ => Method::GET,
         }
     }
 }
@@ -134,7 +135,7 @@ impl Route {
     }
 }
 
-pub fn resolve(method: &str, path: &str) -> Route {
+pub fn resolve(method: &Method, path: &str) -> Route {
     // The route first (an exact path, else the one pattern), then the method among the
     // endpoints that share it.
     let exact = Endpoint::ALL.into_iter().find(|e| e.path() == path);
@@ -150,7 +151,7 @@ pub fn resolve(method: &str, path: &str) -> Route {
     let first = on_route.next().expect("a route has an endpoint");
     match std::iter::once(first)
         .chain(on_route)
-        .find(|e| e.method() == method)
+        .find(|e| e.method() == *method)
     {
         Some(endpoint) => Route::Found(endpoint),
         None => Route::WrongMethod(first),
@@ -171,35 +172,42 @@ pub fn message_id(path: &str) -> Option<Cow<'_, str>> {
 mod tests {
     use super::*;
 
+    fn m(method: &str) -> Method {
+        Method::from_bytes(method.as_bytes()).unwrap()
+    }
+
     #[test]
     fn resolves_exact_paths_and_methods() {
-        assert_eq!(resolve("POST", "/webhook"), Route::Found(Endpoint::Webhook));
         assert_eq!(
-            resolve("GET", "/webhook"),
+            resolve(&m("POST"), "/webhook"),
+            Route::Found(Endpoint::Webhook)
+        );
+        assert_eq!(
+            resolve(&m("GET"), "/webhook"),
             Route::WrongMethod(Endpoint::Webhook)
         );
         assert_eq!(
-            resolve("GET", "/health/ready"),
+            resolve(&m("GET"), "/health/ready"),
             Route::Found(Endpoint::Ready)
         );
         assert_eq!(
-            resolve("PUT", "/messages"),
+            resolve(&m("PUT"), "/messages"),
             Route::WrongMethod(Endpoint::Messages)
         );
-        assert_eq!(resolve("GET", "/messages/"), Route::NotFound);
+        assert_eq!(resolve(&m("GET"), "/messages/"), Route::NotFound);
         assert_eq!(
-            resolve("GET", "/messages"),
+            resolve(&m("GET"), "/messages"),
             Route::Found(Endpoint::Messages)
         );
-        assert_eq!(resolve("GET", "/WEBHOOK"), Route::NotFound);
+        assert_eq!(resolve(&m("GET"), "/WEBHOOK"), Route::NotFound);
         assert_eq!(
-            resolve("get", "/stats"),
+            resolve(&m("get"), "/stats"),
             Route::WrongMethod(Endpoint::Stats)
         );
-        assert_eq!(resolve("GET", "/../etc/passwd").label(), "other");
-        assert_eq!(resolve("PUT", "/metrics").label(), "/metrics");
+        assert_eq!(resolve(&m("GET"), "/../etc/passwd").label(), "other");
+        assert_eq!(resolve(&m("PUT"), "/metrics").label(), "/metrics");
         assert_eq!(
-            resolve("GET", "/rejections"),
+            resolve(&m("GET"), "/rejections"),
             Route::Found(Endpoint::Rejections)
         );
     }
@@ -227,7 +235,7 @@ mod tests {
     #[test]
     fn one_message_export_hourly_and_the_console() {
         assert_eq!(
-            resolve("GET", "/messages/export"),
+            resolve(&m("GET"), "/messages/export"),
             Route::Found(Endpoint::Export)
         );
         for path in [
@@ -239,33 +247,33 @@ mod tests {
             "/messages/..",
         ] {
             assert_eq!(
-                resolve("GET", path),
+                resolve(&m("GET"), path),
                 Route::Found(Endpoint::Message),
                 "{path}"
             );
         }
         assert_eq!(
-            resolve("PUT", "/messages/m1"),
+            resolve(&m("PUT"), "/messages/m1"),
             Route::WrongMethod(Endpoint::Message)
         );
         assert_eq!(
-            resolve("POST", "/messages/export"),
+            resolve(&m("POST"), "/messages/export"),
             Route::WrongMethod(Endpoint::Export)
         );
         assert_eq!(
-            resolve("GET", "/stats/hourly"),
+            resolve(&m("GET"), "/stats/hourly"),
             Route::Found(Endpoint::Hourly)
         );
-        assert_eq!(resolve("GET", "/ui"), Route::Found(Endpoint::Console));
-        assert_eq!(resolve("GET", "/ui/"), Route::NotFound);
-        assert_eq!(resolve("GET", "/stats/hourly/x"), Route::NotFound);
+        assert_eq!(resolve(&m("GET"), "/ui"), Route::Found(Endpoint::Console));
+        assert_eq!(resolve(&m("GET"), "/ui/"), Route::NotFound);
+        assert_eq!(resolve(&m("GET"), "/stats/hourly/x"), Route::NotFound);
         // Labels stay a fixed set whatever the id.
         assert_eq!(
-            resolve("GET", "/messages/anything-at-all").label(),
+            resolve(&m("GET"), "/messages/anything-at-all").label(),
             "/messages/{message_id}"
         );
         assert_eq!(
-            resolve("PUT", "/messages/x").label(),
+            resolve(&m("PUT"), "/messages/x").label(),
             "/messages/{message_id}"
         );
     }
@@ -273,31 +281,31 @@ mod tests {
     #[test]
     fn admin_routes() {
         assert_eq!(
-            resolve("POST", "/admin/purge"),
+            resolve(&m("POST"), "/admin/purge"),
             Route::Found(Endpoint::Purge)
         );
         assert_eq!(
-            resolve("DELETE", "/messages"),
+            resolve(&m("DELETE"), "/messages"),
             Route::Found(Endpoint::EraseSender)
         );
         assert_eq!(
-            resolve("DELETE", "/messages/m%201"),
+            resolve(&m("DELETE"), "/messages/m%201"),
             Route::Found(Endpoint::EraseMessage)
         );
         assert_eq!(
-            resolve("GET", "/messages/m1"),
+            resolve(&m("GET"), "/messages/m1"),
             Route::Found(Endpoint::Message)
         );
         // The export's path is the export's: the message `export` is `/messages/%65xport`.
         assert_eq!(
-            resolve("DELETE", "/messages/export"),
+            resolve(&m("DELETE"), "/messages/export"),
             Route::WrongMethod(Endpoint::Export)
         );
         assert_eq!(
-            resolve("DELETE", "/messages/%65xport"),
+            resolve(&m("DELETE"), "/messages/%65xport"),
             Route::Found(Endpoint::EraseMessage)
         );
-        let wrong = resolve("POST", "/messages/m1");
+        let wrong = resolve(&m("POST"), "/messages/m1");
         assert_eq!(wrong, Route::WrongMethod(Endpoint::Message));
         assert_eq!(wrong.label(), "/messages/{message_id}");
         assert_eq!(Endpoint::Messages.allow(), "GET, DELETE");

@@ -10,12 +10,12 @@ pub(super) fn admin_refusal(context: &Context, authorization: Option<&[u8]>) -> 
             refusal(context, authorization, config::ADMIN_TOKENS)
         }
         Ok(_) => Some(Outcome::detail(
-            403,
+            StatusCode::FORBIDDEN,
             "admin routes are disabled: set admin_token to use them",
         )),
         Err(error) => Some(Outcome::unavailable(
             "configuration unavailable",
-            format!("{}: {error}", config::ADMIN_TOKEN),
+            anyhow::anyhow!("{}: {error}", config::ADMIN_TOKEN),
         )),
     }
 }
@@ -24,7 +24,9 @@ pub(super) fn admin_refusal(context: &Context, authorization: Option<&[u8]>) -> 
 pub(super) fn admin(context: &mut Context, endpoint: Endpoint, request: &Request) -> Outcome {
     let lifecycle = match config::lifecycle(|name| context.variable(name)) {
         Ok(lifecycle) => lifecycle,
-        Err(problem) => return Outcome::unavailable("invalid configuration", problem),
+        Err(problem) => {
+            return Outcome::unavailable("invalid configuration", anyhow::Error::msg(problem))
+        }
     };
     let removal = removal(context.started, &lifecycle);
     let (cause, result) = match endpoint {
@@ -38,34 +40,42 @@ pub(super) fn admin(context: &mut Context, endpoint: Endpoint, request: &Request
                     "more": p.more,
                     "retention_days": lifecycle.retention_days,
                 });
-                (p.messages, Outcome::json(200, body.to_string()))
+                (p.messages, Outcome::json(StatusCode::OK, body.to_string()))
             });
             (Removed::Retention, body)
         }
         Endpoint::EraseSender => {
             let sender = match query::parse_erasure(&request.query) {
                 Ok(sender) => sender,
-                Err(errors) => return Outcome::json(422, problem::validation(&errors)),
+                Err(errors) => {
+                    return Outcome::json(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        problem::validation(&errors),
+                    )
+                }
             };
             let erased = context.storage.erase_sender(&sender, &removal);
             let body = erased.map(|e| {
                 let body = serde_json::json!({"erased": e.erased, "remaining": e.remaining});
-                (e.erased, Outcome::json(200, body.to_string()))
+                (e.erased, Outcome::json(StatusCode::OK, body.to_string()))
             });
             (Removed::Erasure, body)
         }
         _ => {
             // An id that does not decode to UTF-8 was never stored (ids are JSON strings).
             let Some(message_id) = routes::message_id(&request.path) else {
-                return Outcome::detail(404, "message not found");
+                return Outcome::detail(StatusCode::NOT_FOUND, "message not found");
             };
             let erased = context.storage.erase_message(&message_id, &removal);
             let body = erased.map(|found| match found {
                 true => (
                     1,
-                    Outcome::json(200, serde_json::json!({"erased": 1}).to_string()),
+                    Outcome::json(StatusCode::OK, serde_json::json!({"erased": 1}).to_string()),
                 ),
-                false => (0, Outcome::detail(404, "message not found")),
+                false => (
+                    0,
+                    Outcome::detail(StatusCode::NOT_FOUND, "message not found"),
+                ),
             });
             (Removed::Erasure, body)
         }
@@ -85,7 +95,7 @@ pub(super) fn purge_after_fold(context: &mut Context, outcome: &mut Outcome) {
     let lifecycle = match config::lifecycle(|name| context.variable(name)) {
         Ok(lifecycle) => lifecycle,
         Err(problem) => {
-            outcome.error.get_or_insert(problem);
+            outcome.note(anyhow::Error::msg(problem));
             return;
         }
     };
@@ -94,9 +104,7 @@ pub(super) fn purge_after_fold(context: &mut Context, outcome: &mut Outcome) {
     match context.storage.purge(cutoff.as_deref(), &removal) {
         Ok(purged) => outcome.removed = Some((Removed::Retention, purged.messages)),
         Err(err) => {
-            outcome
-                .error
-                .get_or_insert_with(|| format!("retention batch not run: {err}"));
+            outcome.note(anyhow::Error::new(err).context("retention batch not run"));
         }
     }
 }

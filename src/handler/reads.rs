@@ -22,7 +22,7 @@ pub(super) fn guarded(
 pub(super) fn rejection_log_size(context: &Context, outcome: &mut Outcome) -> u32 {
     let value = context.variable(config::REJECTION_LOG_SIZE);
     config::rejection_log_size(value.as_deref()).unwrap_or_else(|problem| {
-        outcome.error.get_or_insert(problem);
+        outcome.note(anyhow::Error::msg(problem));
         config::DEFAULT_REJECTION_LOG_SIZE
     })
 }
@@ -31,9 +31,14 @@ pub(super) fn rejection_log_size(context: &Context, outcome: &mut Outcome) -> u3
 pub(super) fn rejection_log(context: &mut Context, raw_query: &str) -> Outcome {
     let query = match query::parse_rejections(raw_query) {
         Ok(query) => query,
-        Err(errors) => return Outcome::json(422, problem::validation(&errors)),
+        Err(errors) => {
+            return Outcome::json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                problem::validation(&errors),
+            )
+        }
     };
-    let mut outcome = Outcome::json(200, String::new());
+    let mut outcome = Outcome::json(StatusCode::OK, String::new());
     let keep = rejection_log_size(context, &mut outcome);
     match context.storage.rejections(keep, query.limit, query.before) {
         Ok(page) => {
@@ -47,10 +52,18 @@ pub(super) fn rejection_log(context: &mut Context, raw_query: &str) -> Outcome {
 pub(super) fn list(context: &mut Context, raw_query: &str) -> Outcome {
     let query = match query::parse(raw_query) {
         Ok(query) => query,
-        Err(errors) => return Outcome::json(422, problem::validation(&errors)),
+        Err(errors) => {
+            return Outcome::json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                problem::validation(&errors),
+            )
+        }
     };
     match context.storage.list_messages(&query) {
-        Ok(page) => Outcome::json(200, responses::messages(&page, query.limit, query.offset)),
+        Ok(page) => Outcome::json(
+            StatusCode::OK,
+            responses::messages(&page, query.limit, query.offset),
+        ),
         Err(err) => storage_unavailable(err),
     }
 }
@@ -59,11 +72,11 @@ pub(super) fn list(context: &mut Context, raw_query: &str) -> Outcome {
 pub(super) fn one_message(context: &mut Context, path: &str) -> Outcome {
     // An id that does not decode to UTF-8 cannot be stored: not found, like any unknown id.
     let Some(message_id) = routes::message_id(path) else {
-        return Outcome::detail(404, "not found");
+        return Outcome::detail(StatusCode::NOT_FOUND, "not found");
     };
     match context.storage.get_message(&message_id) {
-        Ok(Some(message)) => Outcome::json(200, responses::message(&message)),
-        Ok(None) => Outcome::detail(404, "not found"),
+        Ok(Some(message)) => Outcome::json(StatusCode::OK, responses::message(&message)),
+        Ok(None) => Outcome::detail(StatusCode::NOT_FOUND, "not found"),
         Err(err) => storage_unavailable(err),
     }
 }
@@ -74,12 +87,17 @@ pub(super) fn one_message(context: &mut Context, path: &str) -> Outcome {
 pub(super) fn export(context: &mut Context, raw_query: &str) -> Outcome {
     let mut query = match query::parse_export(raw_query) {
         Ok(query) => query,
-        Err(errors) => return Outcome::json(422, problem::validation(&errors)),
+        Err(errors) => {
+            return Outcome::json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                problem::validation(&errors),
+            )
+        }
     };
     query.limit = EXPORT_PAGE_ROWS;
     match context.storage.export_page(&query) {
         Ok(page) => {
-            let mut outcome = Outcome::json(200, String::new());
+            let mut outcome = Outcome::json(StatusCode::OK, String::new());
             outcome.content_type = NDJSON;
             // JSON lines are UTF-8 by construction.
             outcome.body = String::from_utf8(responses::ndjson(&page)).unwrap_or_default();
@@ -101,7 +119,12 @@ pub(super) fn export(context: &mut Context, raw_query: &str) -> Outcome {
 pub(super) fn hourly(context: &mut Context, raw_query: &str) -> Outcome {
     let days = match query::parse_hourly(raw_query) {
         Ok(days) => days,
-        Err(errors) => return Outcome::json(422, problem::validation(&errors)),
+        Err(errors) => {
+            return Outcome::json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                problem::validation(&errors),
+            )
+        }
     };
     let hour_of = |moment: SystemTime| timestamp::format_utc(moment)[..13].to_owned();
     let span = std::time::Duration::from_secs((u64::from(days) * 24 - 1) * 3600);
@@ -113,14 +136,17 @@ pub(super) fn hourly(context: &mut Context, raw_query: &str) -> Outcome {
             .unwrap_or(SystemTime::UNIX_EPOCH),
     );
     match context.storage.hourly(&first, &last) {
-        Ok(counts) => Outcome::json(200, responses::hourly(days, &first, &last, &counts)),
+        Ok(counts) => Outcome::json(
+            StatusCode::OK,
+            responses::hourly(days, &first, &last, &counts),
+        ),
         Err(err) => storage_unavailable(err),
     }
 }
 
 pub(super) fn stats(context: &mut Context) -> Outcome {
     match context.storage.stats() {
-        Ok(stats) => Outcome::json(200, responses::stats(&stats)),
+        Ok(stats) => Outcome::json(StatusCode::OK, responses::stats(&stats)),
         Err(err) => storage_unavailable(err),
     }
 }
@@ -128,7 +154,7 @@ pub(super) fn stats(context: &mut Context) -> Outcome {
 pub(super) fn scrape(context: &mut Context) -> Outcome {
     match context.storage.read_counters() {
         Ok(rows) => {
-            let mut outcome = Outcome::json(200, metrics::render(&rows));
+            let mut outcome = Outcome::json(StatusCode::OK, metrics::render(&rows));
             outcome.content_type = PROMETHEUS_TEXT;
             outcome
         }

@@ -59,7 +59,7 @@ pub(super) fn ready(context: &mut Context) -> Outcome {
             "read_auth": read_auth,
             "metrics_auth": metrics_auth,
         });
-        return Outcome::json(200, body.to_string());
+        return Outcome::json(StatusCode::OK, body.to_string());
     }
     let body = serde_json::json!({
         "status": "not ready",
@@ -67,12 +67,12 @@ pub(super) fn ready(context: &mut Context) -> Outcome {
         "read_auth": read_auth,
         "metrics_auth": metrics_auth,
     });
-    let mut outcome = Outcome::json(503, body.to_string());
-    outcome.error = Some(if errors.is_empty() {
+    let mut outcome = Outcome::json(StatusCode::SERVICE_UNAVAILABLE, body.to_string());
+    outcome.error = Some(anyhow::Error::msg(if errors.is_empty() {
         failures.keys().cloned().collect::<Vec<_>>().join(", ") + " check failed"
     } else {
         errors.join("; ")
-    });
+    }));
     outcome
 }
 

@@ -15,8 +15,11 @@ pub(super) fn webhook(context: &mut Context, request: Request) -> Outcome {
     match payload::parse(&delivery.body) {
         Ok(message) => store(context, message),
         Err(errors) => {
-            let mut outcome = Outcome::json(422, problem::validation(&errors))
-                .webhook(WebhookResult::ValidationError);
+            let mut outcome = Outcome::json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                problem::validation(&errors),
+            )
+            .webhook(WebhookResult::ValidationError);
             outcome.rejected = Some(Rejected::invalid(&errors, delivery.body));
             outcome
         }
@@ -39,7 +42,7 @@ fn receive(context: &Context, request: Request) -> Result<Delivery, Box<Outcome>
         .map_err(|problem| Box::new(invalid_configuration(problem)))?;
     let too_large = |detail, body| {
         Box::new(
-            Outcome::detail(413, "payload too large")
+            Outcome::detail(StatusCode::PAYLOAD_TOO_LARGE, "payload too large")
                 .webhook(WebhookResult::PayloadTooLarge)
                 .rejected(Reason::PayloadTooLarge, detail, body),
         )
@@ -65,8 +68,9 @@ fn receive(context: &Context, request: Request) -> Result<Delivery, Box<Outcome>
         }),
         Err(BodyError::TooLarge) => Err(too_large("body_over_limit", Body::Unread)),
         Err(BodyError::Io(err)) => {
-            let mut outcome = Outcome::detail(400, "could not read request body");
-            outcome.error = Some(format!("body: {err}"));
+            let mut outcome =
+                Outcome::detail(StatusCode::BAD_REQUEST, "could not read request body");
+            outcome.error = Some(anyhow::anyhow!("body: {err}"));
             Err(Box::new(outcome))
         }
     }
@@ -79,7 +83,7 @@ fn authenticate(context: &Context, delivery: &Delivery) -> Option<Outcome> {
     if secret.is_empty() {
         let outcome = Outcome::unavailable(
             "webhook secret not configured",
-            "webhook_secret is empty".to_owned(),
+            anyhow::anyhow!("webhook_secret is empty"),
         )
         .webhook(WebhookResult::NotConfigured);
         return Some(outcome.rejected(Reason::NotConfigured, "webhook_secret_empty", Body::Unread));
@@ -105,11 +109,12 @@ fn store(context: &mut Context, message: NewMessage) -> Outcome {
     let stored = context.storage.insert_message(&message, context.started);
     let mut outcome = match stored {
         Ok(stored) => {
-            let mut outcome =
-                Outcome::json(200, responses::status("ok")).webhook(match stored.inserted {
+            let mut outcome = Outcome::json(StatusCode::OK, responses::status("ok")).webhook(
+                match stored.inserted {
                     Inserted::Created => WebhookResult::Created,
                     Inserted::Duplicate => WebhookResult::Duplicate,
-                });
+                },
+            );
             outcome.counted = stored.counted_request;
             outcome
         }
@@ -152,7 +157,7 @@ fn check_signature(
         .variable(config::WEBHOOK_SECRET_PREVIOUS)
         .unwrap_or_default();
     // The body is attached by the caller, which owns it (`Outcome::with_body`).
-    let mut outcome = Outcome::detail(401, "invalid signature")
+    let mut outcome = Outcome::detail(StatusCode::UNAUTHORIZED, "invalid signature")
         .webhook(WebhookResult::InvalidSignature)
         .rejected(
             Reason::of_signature(rejection),
@@ -163,7 +168,7 @@ fn check_signature(
         Ok(previous) if !previous.is_empty() && verify(previous.as_ref()).is_ok() => return None,
         Ok(_) => {}
         // It can match nothing: the sender gets its 401, the operator a warning.
-        Err(problem) => outcome.error = Some(format!("webhook_secret_previous: {problem}")),
+        Err(problem) => outcome.error = Some(anyhow::anyhow!("webhook_secret_previous: {problem}")),
     }
     Some(outcome)
 }

@@ -284,13 +284,9 @@ mod tests {
             let query = crate::query::parse(&raw).unwrap();
             let plan = SearchPlan::Index(index_query("abcd").unwrap());
             let (sql, params) = crate::storage::messages::page_sql(&query, &plan);
-            let params: Vec<rusqlite::types::Value> = params
+            let params: Vec<_> = params
                 .iter()
-                .map(|p| match p {
-                    SqlValue::Integer(n) => rusqlite::types::Value::Integer(*n),
-                    SqlValue::Text(t) => rusqlite::types::Value::Text(t.clone()),
-                    _ => rusqlite::types::Value::Null,
-                })
+                .map(crate::storage::native::to_rusqlite)
                 .collect();
             let lines: Vec<String> = db
                 .conn()

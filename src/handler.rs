@@ -272,67 +272,12 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
     let method = request.method.clone();
     let path = request.path.clone();
 
-    let mut outcome = match route {
-        Route::NotFound => Outcome::detail(StatusCode::NOT_FOUND, "not found"),
-        Route::WrongMethod(endpoint) => {
-            let mut outcome = Outcome::detail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-            outcome.headers.push(("allow", endpoint.allow()));
-            outcome
-        }
-        Route::Found(Endpoint::Live) => Outcome::json(StatusCode::OK, responses::status("ok")),
-        Route::Found(Endpoint::Ready) => ready(&mut context),
-        Route::Found(Endpoint::Webhook) => webhook(&mut context, request),
-        Route::Found(Endpoint::Console) => {
-            let page = console::page();
-            let mut outcome = Outcome::json(StatusCode::OK, page.body);
-            outcome.content_type = console::CONTENT_TYPE;
-            outcome.headers = page.headers;
-            outcome
-        }
-        Route::Found(Endpoint::Metrics) => {
-            guarded(&mut context, &request, config::METRICS_TOKENS, scrape)
-        }
-        Route::Found(
-            endpoint @ (Endpoint::Purge | Endpoint::EraseSender | Endpoint::EraseMessage),
-        ) => {
-            let authorization = request.single_header("authorization");
-            admin_refusal(&context, authorization)
-                .unwrap_or_else(|| admin(&mut context, endpoint, &request))
-        }
-        // Everything else serves stored data behind the read token.
-        Route::Found(Endpoint::Messages) => {
-            guarded(&mut context, &request, READ, |c| list(c, &request.query))
-        }
-        Route::Found(Endpoint::Message) => guarded(&mut context, &request, READ, |c| {
-            one_message(c, &request.path)
-        }),
-        Route::Found(Endpoint::Export) => {
-            guarded(&mut context, &request, READ, |c| export(c, &request.query))
-        }
-        Route::Found(Endpoint::Stats) => guarded(&mut context, &request, READ, stats),
-        Route::Found(Endpoint::Hourly) => {
-            guarded(&mut context, &request, READ, |c| hourly(c, &request.query))
-        }
-        Route::Found(Endpoint::Rejections) => guarded(&mut context, &request, READ, |c| {
-            rejection_log(c, &request.query)
-        }),
-    };
+    let mut outcome = answer(&mut context, route, request);
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
 
     let body = std::mem::take(&mut outcome.body).into_bytes();
     let streamed = outcome.export.as_ref().is_some_and(|export| !export.done);
-    let mut headers = vec![("content-type", outcome.content_type.to_owned())];
-    if !streamed {
-        headers.push(("content-length", body.len().to_string()));
-    }
-    // No answer is to be taken for anything but its declared type.
-    headers.push(("x-content-type-options", "nosniff".to_owned()));
-    if matches!(route, Route::Found(endpoint) if endpoint.serves_data()) {
-        // Phone numbers and message text must not sit in shared or browser caches.
-        headers.push(("cache-control", "no-store".to_owned()));
-    }
-    headers.append(&mut outcome.headers);
-    headers.push(("x-request-id", request_id.clone()));
+    let headers = answer_headers(&mut outcome, route, &body, streamed, &request_id);
     Handled {
         response: Response {
             status: outcome.status,
@@ -350,6 +295,78 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
             path,
         },
     }
+}
+
+/// The endpoint's answer (or the 404 / 405 when there is none).
+fn answer(context: &mut Context, route: Route, request: Request) -> Outcome {
+    match route {
+        Route::NotFound => Outcome::detail(StatusCode::NOT_FOUND, "not found"),
+        Route::WrongMethod(endpoint) => {
+            let mut outcome = Outcome::detail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            outcome.headers.push(("allow", endpoint.allow()));
+            outcome
+        }
+        Route::Found(Endpoint::Live) => Outcome::json(StatusCode::OK, responses::status("ok")),
+        Route::Found(Endpoint::Ready) => ready(context),
+        Route::Found(Endpoint::Webhook) => webhook(context, request),
+        Route::Found(Endpoint::Console) => {
+            let page = console::page();
+            let mut outcome = Outcome::json(StatusCode::OK, page.body);
+            outcome.content_type = console::CONTENT_TYPE;
+            outcome.headers = page.headers;
+            outcome
+        }
+        Route::Found(Endpoint::Metrics) => {
+            guarded(context, &request, config::METRICS_TOKENS, scrape)
+        }
+        Route::Found(
+            endpoint @ (Endpoint::Purge | Endpoint::EraseSender | Endpoint::EraseMessage),
+        ) => {
+            let authorization = request.single_header("authorization");
+            admin_refusal(context, authorization)
+                .unwrap_or_else(|| admin(context, endpoint, &request))
+        }
+        // Everything else serves stored data behind the read token.
+        Route::Found(Endpoint::Messages) => {
+            guarded(context, &request, READ, |c| list(c, &request.query))
+        }
+        Route::Found(Endpoint::Message) => {
+            guarded(context, &request, READ, |c| one_message(c, &request.path))
+        }
+        Route::Found(Endpoint::Export) => {
+            guarded(context, &request, READ, |c| export(c, &request.query))
+        }
+        Route::Found(Endpoint::Stats) => guarded(context, &request, READ, stats),
+        Route::Found(Endpoint::Hourly) => {
+            guarded(context, &request, READ, |c| hourly(c, &request.query))
+        }
+        Route::Found(Endpoint::Rejections) => guarded(context, &request, READ, |c| {
+            rejection_log(c, &request.query)
+        }),
+    }
+}
+/// The answer's headers: type and length (unless streamed), the ones every answer carries,
+/// the outcome's own, and the request id.
+fn answer_headers(
+    outcome: &mut Outcome,
+    route: Route,
+    body: &[u8],
+    streamed: bool,
+    request_id: &str,
+) -> Vec<(&'static str, String)> {
+    let mut headers = vec![("content-type", outcome.content_type.to_owned())];
+    if !streamed {
+        headers.push(("content-length", body.len().to_string()));
+    }
+    // No answer is to be taken for anything but its declared type.
+    headers.push(("x-content-type-options", "nosniff".to_owned()));
+    if matches!(route, Route::Found(endpoint) if endpoint.serves_data()) {
+        // Phone numbers and message text must not sit in shared or browser caches.
+        headers.push(("cache-control", "no-store".to_owned()));
+    }
+    headers.append(&mut outcome.headers);
+    headers.push(("x-request-id", request_id.to_owned()));
+    headers
 }
 
 impl AfterResponse<'_> {

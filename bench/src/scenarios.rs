@@ -517,6 +517,13 @@ pub fn targets(
             met: r.errors == 0 && locked == 0,
         });
     }
+    out.extend(read_targets(rows));
+    out
+}
+
+/// Each read scenario's median against its limit.
+fn read_targets(rows: &[Row]) -> Vec<Target> {
+    let mut out = Vec::new();
     let read_c = find_any(rows, Group::Reads, Scenario::Stats).map_or(1, |r| r.concurrency);
     for (scenario, limit) in [
         (Scenario::Stats, 2.0),
@@ -532,7 +539,10 @@ pub fn targets(
         (Scenario::CommonTermFrom, 10.0),
         (Scenario::CommonTermTo, 10.0),
     ] {
-        if let Some(r) = find(Group::Reads, scenario, read_c) {
+        if let Some(r) = rows
+            .iter()
+            .find(|r| r.group == Group::Reads && r.key == scenario && r.concurrency == read_c)
+        {
             out.push(Target {
                 target: format!("{} median <= {limit} ms", r.scenario),
                 measured: format!("{:.2} ms", r.p50_ms),

@@ -134,25 +134,7 @@ pub fn export_sql(query: &MessageQuery, plan: &SearchPlan) -> (String, Vec<SqlVa
 }
 
 fn rows_sql(query: &MessageQuery, plan: &SearchPlan, with_total: bool) -> (String, Vec<SqlValue>) {
-    let mut conditions: Vec<&str> = Vec::new();
-    let mut filter_params: Vec<SqlValue> = Vec::new();
-    if let Some(from) = &query.from {
-        conditions.push("sender = ?");
-        filter_params.push(SqlValue::text(from.as_str()));
-    }
-    if let Some(to) = &query.to {
-        conditions.push("recipient = ?");
-        filter_params.push(SqlValue::text(to.as_str()));
-    }
-    if let Some(since) = &query.since_key {
-        conditions.push("ts_key >= ?");
-        filter_params.push(SqlValue::text(since.as_str()));
-    }
-    if let Some(q) = &query.q_folded {
-        // instr, not LIKE: `%` and `_` are plain characters, and NULL text never matches.
-        conditions.push("instr(text_folded, ?) > 0");
-        filter_params.push(SqlValue::text(q.as_str()));
-    }
+    let (conditions, filter_params) = filters(query);
     let source = source(query);
     let (total_sql, total_params) = if with_total {
         total_sql(query, &conditions, &filter_params, source, plan)
@@ -241,6 +223,30 @@ fn rows_sql(query: &MessageQuery, plan: &SearchPlan, with_total: bool) -> (Strin
          ORDER BY {outer_order}",
     );
     (sql, params)
+}
+
+/// The query's filters as SQL conditions (each with one `?`) and their parameters.
+fn filters(query: &MessageQuery) -> (Vec<&'static str>, Vec<SqlValue>) {
+    let mut conditions = Vec::new();
+    let mut params = Vec::new();
+    if let Some(from) = &query.from {
+        conditions.push("sender = ?");
+        params.push(SqlValue::text(from.as_str()));
+    }
+    if let Some(to) = &query.to {
+        conditions.push("recipient = ?");
+        params.push(SqlValue::text(to.as_str()));
+    }
+    if let Some(since) = &query.since_key {
+        conditions.push("ts_key >= ?");
+        params.push(SqlValue::text(since.as_str()));
+    }
+    if let Some(q) = &query.q_folded {
+        // instr, not LIKE: `%` and `_` are plain characters, and NULL text never matches.
+        conditions.push("instr(text_folded, ?) > 0");
+        params.push(SqlValue::text(q.as_str()));
+    }
+    (conditions, params)
 }
 
 /// Which index serves a query. Fixed rather than left to the planner, which has no

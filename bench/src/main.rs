@@ -190,14 +190,7 @@ fn run() -> Result<bool> {
         recipients: opts.recipients,
     };
     if opts.seed_only {
-        let seeded = seed::build_cache(repo, shape)?;
-        eprintln!(
-            "seeded {} rows in {:.1} s ({:.0} rows/s)",
-            shape.messages,
-            seeded.seconds,
-            shape.messages as f64 / seeded.seconds
-        );
-        return Ok(true);
+        return seed_only(repo, shape);
     }
 
     let setup = phases::setup(repo, shape)?;
@@ -235,31 +228,7 @@ fn run() -> Result<bool> {
         failures.extend(libsql_failures);
     }
 
-    let mut minimal = fixture::Figures::default();
-    if opts.wants("minimal-write") || opts.wants("memory") {
-        let apps = fixture::Apps::prepare(&setup)?;
-        if opts.wants("minimal-write") {
-            let (compare_rows, figures, compare_failures) =
-                fixture::compare(&setup, &apps, &opts, &mut fresh)?;
-            rows.extend(compare_rows);
-            minimal = figures;
-            failures.extend(compare_failures);
-        }
-        if opts.wants("memory") {
-            let (memory_rows, memory) = fixture::memory(&apps, &opts, &mut fresh)?;
-            rows.extend(memory_rows);
-            minimal.memory = Some(memory);
-        }
-    }
-
-    let mut lifecycle = lifecycle::Figures::default();
-    if opts.wants("lifecycle") {
-        let (lifecycle_rows, figures, lifecycle_failures) =
-            lifecycle::run(&setup, &opts, &mut fresh)?;
-        rows.extend(lifecycle_rows);
-        lifecycle = figures;
-        failures.extend(lifecycle_failures);
-    }
+    let (minimal, lifecycle) = comparisons(&setup, &opts, &mut fresh, &mut rows, &mut failures)?;
 
     failures.extend(phases::row_failures(&rows));
     let targets = scenarios::targets(&rows, &minimal, &lifecycle);
@@ -295,14 +264,68 @@ fn run() -> Result<bool> {
             targets: &targets,
             failures: &failures,
         };
-        std::fs::write(path, serde_json::to_string_pretty(&out)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        println!("figures written to {}", path.display());
+        write_json(path, &out)?;
     }
     for f in &failures {
         println!("FAILED: {f}");
     }
     Ok(failures.is_empty())
+}
+
+/// `--seed-only`: builds the cached data set and says how long it took.
+fn seed_only(repo: &Path, shape: Shape) -> Result<bool> {
+    let seeded = seed::build_cache(repo, shape)?;
+    eprintln!(
+        "seeded {} rows in {:.1} s ({:.0} rows/s)",
+        shape.messages,
+        seeded.seconds,
+        shape.messages as f64 / seeded.seconds
+    );
+    Ok(true)
+}
+
+fn write_json(path: &Path, out: &Output) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(out)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("figures written to {}", path.display());
+    Ok(())
+}
+
+/// The phases that compare with other servings: the minimal-write component (paired
+/// rounds, and peak memory in child processes) and the data lifecycle's servings.
+fn comparisons(
+    setup: &Setup,
+    opts: &Options,
+    fresh: &mut scenarios::Fresh,
+    rows: &mut Vec<Row>,
+    failures: &mut Vec<String>,
+) -> Result<(fixture::Figures, lifecycle::Figures)> {
+    let mut minimal = fixture::Figures::default();
+    if opts.wants("minimal-write") || opts.wants("memory") {
+        let apps = fixture::Apps::prepare(setup)?;
+        if opts.wants("minimal-write") {
+            let (compare_rows, figures, compare_failures) =
+                fixture::compare(setup, &apps, opts, fresh)?;
+            rows.extend(compare_rows);
+            minimal = figures;
+            failures.extend(compare_failures);
+        }
+        if opts.wants("memory") {
+            let (memory_rows, memory) = fixture::memory(&apps, opts, fresh)?;
+            rows.extend(memory_rows);
+            minimal.memory = Some(memory);
+        }
+    }
+
+    let mut lifecycle = lifecycle::Figures::default();
+    if opts.wants("lifecycle") {
+        let (lifecycle_rows, figures, lifecycle_failures) = lifecycle::run(setup, opts, fresh)?;
+        rows.extend(lifecycle_rows);
+        lifecycle = figures;
+        failures.extend(lifecycle_failures);
+    }
+
+    Ok((minimal, lifecycle))
 }
 
 /// The table, the run's facts, the minimal-write figures, the targets, and (with

@@ -80,88 +80,9 @@ impl Manifest {
             );
         }
 
-        let mut variables = BTreeMap::new();
-        for (name, v) in raw.variables {
-            validate_variable_name(&name)
-                .map_err(|e| anyhow::anyhow!("application variable {e}"))?;
-            // Spin's rule: a variable is either required or has a default, never both.
-            match (v.required, &v.default) {
-                (true, Some(_)) => bail!("variable {name:?} cannot be required and have a default"),
-                (false, None) => bail!("variable {name:?} must be required or have a default"),
-                _ => {}
-            }
-            variables.insert(
-                name,
-                Variable {
-                    required: v.required,
-                    default: v.default,
-                    secret: v.secret,
-                },
-            );
-        }
-
-        // A BTreeMap loses manifest order; recover it from the text so "first component" is the
-        // one written first.
-        let mut components = Vec::new();
-        let mut ids: Vec<_> = raw.component.into_iter().collect();
-        ids.sort_by_key(|(id, _)| {
-            text.find(&format!("[component.{id}]"))
-                .unwrap_or(usize::MAX)
-        });
-        for (id, c) in ids {
-            let source = match c.source {
-                RawSource::Local(s) => app_dir.join(s),
-                RawSource::Other(_) => {
-                    bail!(
-                        "component {id:?}: only local file sources are supported by the test host"
-                    )
-                }
-            };
-            if !c.files.is_empty() {
-                bail!("component {id:?}: `files` is not supported by the test host");
-            }
-            for key in c.variables.keys() {
-                validate_variable_name(key)
-                    .map_err(|e| anyhow::anyhow!("component {id:?} variable {e}"))?;
-            }
-            components.push(Component {
-                id,
-                source,
-                sqlite_databases: c.sqlite_databases,
-                variables: c.variables,
-                environment: c.environment,
-                allowed_outbound_hosts: c.allowed_outbound_hosts,
-                build: c.build.map(|b| Build {
-                    commands: match b.command {
-                        RawCommands::One(c) => vec![c],
-                        RawCommands::Many(cs) => cs,
-                    },
-                    workdir: app_dir.join(b.workdir.unwrap_or_default()),
-                }),
-            });
-        }
-
-        let mut http_triggers = Vec::new();
-        for t in raw.trigger.http {
-            let route = match t.route {
-                RawRoute::Route(r) => r,
-                // Private endpoints are only reachable through service chaining.
-                RawRoute::Private { .. } => continue,
-            };
-            let component = match t.component {
-                Some(RawComponentRef::Id(id)) => id,
-                Some(RawComponentRef::Inline(_)) => {
-                    bail!("trigger {route:?}: inline components are not supported by the test host")
-                }
-                None => {
-                    bail!("trigger {route:?}: static responses are not supported by the test host")
-                }
-            };
-            if !components.iter().any(|c| c.id == component) {
-                bail!("trigger {route:?} refers to unknown component {component:?}");
-            }
-            http_triggers.push(HttpTrigger { route, component });
-        }
+        let variables = variables(raw.variables)?;
+        let components = components(raw.component, text, app_dir)?;
+        let http_triggers = http_triggers(raw.trigger.http, &components)?;
 
         Ok(Manifest {
             app_name: raw.application.name,
@@ -176,6 +97,102 @@ impl Manifest {
     pub fn component(&self, id: &str) -> Option<&Component> {
         self.components.iter().find(|c| c.id == id)
     }
+}
+
+/// The application's variables, each required or with a default (Spin's rule).
+fn variables(raw: BTreeMap<String, RawVariable>) -> Result<BTreeMap<String, Variable>> {
+    let mut variables = BTreeMap::new();
+    for (name, v) in raw {
+        validate_variable_name(&name).map_err(|e| anyhow::anyhow!("application variable {e}"))?;
+        // Spin's rule: a variable is either required or has a default, never both.
+        match (v.required, &v.default) {
+            (true, Some(_)) => bail!("variable {name:?} cannot be required and have a default"),
+            (false, None) => bail!("variable {name:?} must be required or have a default"),
+            _ => {}
+        }
+        variables.insert(
+            name,
+            Variable {
+                required: v.required,
+                default: v.default,
+                secret: v.secret,
+            },
+        );
+    }
+    Ok(variables)
+}
+
+/// The components, in the order the manifest's text gives them.
+fn components(
+    raw: BTreeMap<String, RawComponent>,
+    text: &str,
+    app_dir: &Path,
+) -> Result<Vec<Component>> {
+    // A BTreeMap loses manifest order; recover it from the text so "first component" is the
+    // one written first.
+    let mut components = Vec::new();
+    let mut ids: Vec<_> = raw.into_iter().collect();
+    ids.sort_by_key(|(id, _)| {
+        text.find(&format!("[component.{id}]"))
+            .unwrap_or(usize::MAX)
+    });
+    for (id, c) in ids {
+        let source = match c.source {
+            RawSource::Local(s) => app_dir.join(s),
+            RawSource::Other(_) => {
+                bail!("component {id:?}: only local file sources are supported by the test host")
+            }
+        };
+        if !c.files.is_empty() {
+            bail!("component {id:?}: `files` is not supported by the test host");
+        }
+        for key in c.variables.keys() {
+            validate_variable_name(key)
+                .map_err(|e| anyhow::anyhow!("component {id:?} variable {e}"))?;
+        }
+        components.push(Component {
+            id,
+            source,
+            sqlite_databases: c.sqlite_databases,
+            variables: c.variables,
+            environment: c.environment,
+            allowed_outbound_hosts: c.allowed_outbound_hosts,
+            build: c.build.map(|b| Build {
+                commands: match b.command {
+                    RawCommands::One(c) => vec![c],
+                    RawCommands::Many(cs) => cs,
+                },
+                workdir: app_dir.join(b.workdir.unwrap_or_default()),
+            }),
+        });
+    }
+    Ok(components)
+}
+
+/// The HTTP triggers with a route, each naming a known component.
+fn http_triggers(raw: Vec<RawHttpTrigger>, components: &[Component]) -> Result<Vec<HttpTrigger>> {
+    let mut http_triggers = Vec::new();
+    for t in raw {
+        let route = match t.route {
+            RawRoute::Route(r) => r,
+            // Private endpoints are only reachable through service chaining.
+            RawRoute::Private { .. } => continue,
+        };
+        let component = match t.component {
+            Some(RawComponentRef::Id(id)) => id,
+            Some(RawComponentRef::Inline(_)) => {
+                bail!("trigger {route:?}: inline components are not supported by the test host")
+            }
+            None => {
+                bail!("trigger {route:?}: static responses are not supported by the test host")
+            }
+        };
+        if !components.iter().any(|c| c.id == component) {
+            bail!("trigger {route:?} refers to unknown component {component:?}");
+        }
+        http_triggers.push(HttpTrigger { route, component });
+    }
+    Ok(http_triggers)
 }
 
 /// Spin's variable name rule, for application and component variables and the names in

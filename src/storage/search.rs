@@ -30,6 +30,9 @@ pub const BACKFILL_ROWS: i64 = 4096;
 /// Above this many candidate rows, a term is scanned instead (see the module's doc).
 pub const INDEX_MAX_CANDIDATES: i64 = 20_000;
 
+/// Most trigrams one search asks the index for (see [`index_query`]).
+const MAX_TRIGRAMS: usize = 64;
+
 /// How a search reads `messages`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SearchPlan {
@@ -43,7 +46,18 @@ pub enum SearchPlan {
 /// a quoted string, joined by AND. `None` for a term of fewer than 3 characters.
 pub fn index_query(term: &str) -> Option<String> {
     let chars: Vec<char> = term.chars().collect();
-    let mut trigrams: Vec<String> = chars.windows(3).map(|w| w.iter().collect()).collect();
+    // An FTS5 string cannot hold a NUL; leaving such a trigram out only widens the rows
+    // named, which `instr` then checks.
+    let windows: Vec<&[char]> = chars.windows(3).filter(|w| !w.contains(&'\0')).collect();
+    // A long term names its rows well enough by fewer trigrams: beyond 64, every third
+    // (side by side, still covering the term), at most 64. Each is a lookup in the index.
+    let step = if windows.len() > MAX_TRIGRAMS { 3 } else { 1 };
+    let mut trigrams: Vec<String> = windows
+        .iter()
+        .step_by(step)
+        .take(MAX_TRIGRAMS)
+        .map(|w| w.iter().collect())
+        .collect();
     trigrams.sort_unstable();
     trigrams.dedup();
     if trigrams.is_empty() {
@@ -363,9 +377,87 @@ mod tests {
         );
         // Characters, not bytes.
         assert_eq!(index_query("größ").as_deref(), Some("\"grö\" AND \"röß\""));
+        // A long term: at most 64 trigrams, side by side.
+        let long: Vec<char> = (0..400)
+            .map(|i| char::from_u32(0x4e00 + i).unwrap())
+            .collect();
+        let query = index_query(&long.iter().collect::<String>()).unwrap();
+        assert_eq!(query.matches(" AND ").count(), 63);
+        let side_by_side = [&long[0..3], &long[3..6]].map(|t| t.iter().collect::<String>());
+        assert!(side_by_side
+            .iter()
+            .all(|t| query.contains(&format!("\"{t}\""))));
         assert_eq!(
             index_query("50%_x").as_deref(),
             Some("\"%_x\" AND \"0%_\" AND \"50%\"")
         );
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod hostile_terms {
+    use crate::storage::testing::{ids, msg, TestDb};
+    use crate::storage::{fold, insert_message, prepare};
+
+    /// Whatever a client puts in `q`, the index query is well formed and the answer the
+    /// same as a plain substring check: never a storage error (a 503 to the client).
+    #[test]
+    fn any_term_is_answered_exactly() {
+        let db = TestDb::new();
+        prepare(&db).unwrap();
+        let texts = [
+            "a\0bc nul inside",
+            "quote \" and '' and \"\"",
+            "NEAR(a b) AND OR NOT * ^ : -x +y (z)",
+            "emoji 😀😀😀 and e\u{301}clair",
+            "tab\tnew\nline",
+        ];
+        for (i, text) in texts.iter().enumerate() {
+            let m = msg(
+                &format!("m{i}"),
+                "+1",
+                "+2",
+                "2025-01-15T10:00:00Z",
+                Some(text),
+            );
+            insert_message(&db, &m).unwrap();
+        }
+        fold::fold(&db).unwrap();
+        for term in [
+            "%00bc",
+            "a%00b",
+            "nul%20ins",
+            "bc%20nul",
+            "%22%22%22",
+            "%22 and",
+            "NEAR(a",
+            "AND OR",
+            "*%20%5E",
+            ":%20-x",
+            "%F0%9F%98%80%F0%9F%98%80",
+            "e%CC%81c",
+            "%09new%0Aline",
+            "(z)",
+            "%27%27 a",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        // The longest term allowed, with as many distinct trigrams as it can hold.
+        .chain([(0..4096u32)
+            .map(|i| char::from_u32(0x4e00 + i).unwrap().to_string())
+            .collect::<String>()])
+        {
+            let term = term.as_str();
+            let query = crate::query::parse(&format!("q={term}")).unwrap();
+            let folded = query.q_folded.clone().unwrap();
+            let want: Vec<String> = texts
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| crate::domain::fold_case(t).contains(&folded))
+                .map(|(i, _)| format!("m{i}"))
+                .collect();
+            let (page, total) = ids(&db, &format!("q={term}"));
+            assert_eq!((page, total), (want.clone(), want.len() as i64), "{term}");
+        }
     }
 }

@@ -427,6 +427,19 @@ fn ingest_rounds(
         rows.extend(measured);
     }
 
+    check_servings(servings, seeded, purging_days, figures, failures)?;
+    Ok(rows)
+}
+
+/// After the rounds: each serving's `/stats` counts the seeded set and its 200s, less what
+/// retention removed (only the purging serving may remove anything); then it stops.
+fn check_servings(
+    servings: Vec<(Retention, Served, PathBuf, usize)>,
+    seeded: usize,
+    purging_days: u32,
+    figures: &mut Figures,
+    failures: &mut Vec<String>,
+) -> Result<()> {
     for (retention, served, db, _) in servings {
         let removed = removed_by_retention(&served.load)?;
         let stored_less_removed = (served.stored + seeded).checked_sub(removed as usize);
@@ -453,7 +466,7 @@ fn ingest_rounds(
         served.host.shutdown();
         remove_db(&db);
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// A figure of the row measured for `retention` (0 when it is missing).

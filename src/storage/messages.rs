@@ -365,13 +365,19 @@ fn where_clause(conditions: &[&str]) -> String {
     }
 }
 
-/// One page of messages and the total. A text search with no sender or recipient to narrow
-/// it first asks the search index how to read (see [`search::plan`]); the rest read at once.
+/// How `query` reads `messages`, and how many rows wait outside the search index: a text
+/// search with no sender or recipient to narrow it asks the index ([`search::plan`]); a
+/// sender's or recipient's few hundred rows are read through their own index instead.
+fn search_plan(db: &dyn Database, query: &MessageQuery) -> Result<(SearchPlan, i64), StorageError> {
+    match &query.q_folded {
+        Some(term) if query.from.is_none() && query.to.is_none() => search::plan(db, term),
+        _ => Ok((SearchPlan::Scan, 0)),
+    }
+}
+
+/// One page of messages and the total (see [`search_plan`] for a text search).
 pub fn list_messages(db: &dyn Database, query: &MessageQuery) -> Result<MessagePage, StorageError> {
-    let (plan, unindexed) = match &query.q_folded {
-        Some(term) if query.from.is_none() && query.to.is_none() => search::plan(db, term)?,
-        _ => (SearchPlan::Scan, 0),
-    };
+    let (plan, unindexed) = search_plan(db, query)?;
     let (sql, params) = page_sql(query, &plan);
     let rows = db.execute(&sql, &params)?;
     let total = first_value(&rows).and_then(SqlValue::as_i64).unwrap_or(0);
@@ -395,10 +401,7 @@ pub fn export_page(
     db: &dyn Database,
     query: &MessageQuery,
 ) -> Result<Vec<StoredMessage>, StorageError> {
-    let plan = match &query.q_folded {
-        Some(term) if query.from.is_none() && query.to.is_none() => search::plan(db, term)?.0,
-        _ => SearchPlan::Scan,
-    };
+    let (plan, _) = search_plan(db, query)?;
     let (sql, params) = export_sql(query, &plan);
     Ok(stored_messages(&db.execute(&sql, &params)?))
 }

@@ -85,3 +85,29 @@ fn a_write_upgrades_a_version_1_database_before_storing(backend: Backend) {
     assert_eq!(app.query_i64("SELECT count(*) FROM incoming"), 1);
 }
 }
+
+on_each_backend! {
+fn an_upgraded_database_is_searchable_at_once_and_indexed_after_searches(backend: Backend) {
+    // A version 1 database with texts: 5,000 messages, more than one batch of indexing.
+    let mut sql = version_1_database(&[]);
+    sql.push(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 4999) \
+         INSERT INTO messages (message_id, sender, recipient, ts, ts_key, body_text, text_folded) \
+         SELECT 'm' || i, '+1' || (i % 7), '+14155550100', '2025-01-15T10:00:00Z', \
+                '2025-01-15T10:00:00', 'Note ' || i || CASE WHEN i % 1000 = 7 THEN ' Needle' ELSE '' END, \
+                'note ' || i || CASE WHEN i % 1000 = 7 THEN ' needle' ELSE '' END \
+         FROM n"
+            .to_owned(),
+    );
+    let app = App::with_sqlite_on(backend, &[("webhook_secret", SECRET)], sql);
+    // Exact before anything is indexed (the rows outside the index are scanned)...
+    assert_eq!(app.total("q=needle"), 5);
+    // ...and each such search indexes a bounded batch after its answer.
+    let batch = webhook_inbox::storage::BACKFILL_ROWS;
+    assert_eq!(app.query_i64("SELECT indexed_through FROM search_state"), batch);
+    assert_eq!(app.total("q=NOTE%204"), 1111, "half indexed, half scanned");
+    assert_eq!(app.query_i64("SELECT indexed_through FROM search_state"), 5000);
+    assert_eq!(app.total("q=needle"), 5, "from the index alone");
+    assert_eq!(app.total("q=needle&since=2025-01-15T10:00:00Z"), 5);
+}
+}

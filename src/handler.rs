@@ -176,6 +176,14 @@ impl Outcome {
         }
     }
 
+    /// 422 listing every problem found in the request.
+    fn invalid(errors: &[crate::problem::FieldError]) -> Outcome {
+        Outcome::json(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            problem::validation(errors),
+        )
+    }
+
     fn detail(status: StatusCode, text: &str) -> Outcome {
         Outcome::json(status, problem::detail(text))
     }

@@ -47,12 +47,7 @@ pub(super) fn admin(context: &mut Context, endpoint: Endpoint, request: &Request
         Endpoint::EraseSender => {
             let sender = match query::parse_erasure(&request.query) {
                 Ok(sender) => sender,
-                Err(errors) => {
-                    return Outcome::json(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        problem::validation(&errors),
-                    )
-                }
+                Err(errors) => return Outcome::invalid(&errors),
             };
             let erased = context.storage.erase_sender(&sender, &removal);
             let body = erased.map(|e| {

@@ -31,12 +31,7 @@ pub(super) fn rejection_log_size(context: &Context, outcome: &mut Outcome) -> u3
 pub(super) fn rejection_log(context: &mut Context, raw_query: &str) -> Outcome {
     let query = match query::parse_rejections(raw_query) {
         Ok(query) => query,
-        Err(errors) => {
-            return Outcome::json(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                problem::validation(&errors),
-            )
-        }
+        Err(errors) => return Outcome::invalid(&errors),
     };
     let mut outcome = Outcome::json(StatusCode::OK, String::new());
     let keep = rejection_log_size(context, &mut outcome);
@@ -52,12 +47,7 @@ pub(super) fn rejection_log(context: &mut Context, raw_query: &str) -> Outcome {
 pub(super) fn list(context: &mut Context, raw_query: &str) -> Outcome {
     let query = match query::parse(raw_query) {
         Ok(query) => query,
-        Err(errors) => {
-            return Outcome::json(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                problem::validation(&errors),
-            )
-        }
+        Err(errors) => return Outcome::invalid(&errors),
     };
     match context.storage.list_messages(&query) {
         Ok(page) => Outcome::json(
@@ -87,12 +77,7 @@ pub(super) fn one_message(context: &mut Context, path: &str) -> Outcome {
 pub(super) fn export(context: &mut Context, raw_query: &str) -> Outcome {
     let mut query = match query::parse_export(raw_query) {
         Ok(query) => query,
-        Err(errors) => {
-            return Outcome::json(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                problem::validation(&errors),
-            )
-        }
+        Err(errors) => return Outcome::invalid(&errors),
     };
     query.limit = EXPORT_PAGE_ROWS;
     match context.storage.export_page(&query) {
@@ -119,12 +104,7 @@ pub(super) fn export(context: &mut Context, raw_query: &str) -> Outcome {
 pub(super) fn hourly(context: &mut Context, raw_query: &str) -> Outcome {
     let days = match query::parse_hourly(raw_query) {
         Ok(days) => days,
-        Err(errors) => {
-            return Outcome::json(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                problem::validation(&errors),
-            )
-        }
+        Err(errors) => return Outcome::invalid(&errors),
     };
     let hour_of = |moment: SystemTime| timestamp::format_utc(moment)[..13].to_owned();
     let span = std::time::Duration::from_secs((u64::from(days) * 24 - 1) * 3600);

@@ -15,11 +15,7 @@ pub(super) fn webhook(context: &mut Context, request: Request) -> Outcome {
     match payload::parse(&delivery.body) {
         Ok(message) => store(context, message),
         Err(errors) => {
-            let mut outcome = Outcome::json(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                problem::validation(&errors),
-            )
-            .webhook(WebhookResult::ValidationError);
+            let mut outcome = Outcome::invalid(&errors).webhook(WebhookResult::ValidationError);
             outcome.rejected = Some(Rejected::invalid(&errors, delivery.body));
             outcome
         }

@@ -9,7 +9,9 @@
 pub enum ErrorKind {
     /// A table is not there: a fresh database, or one a newer schema step has not reached.
     MissingSchema,
-    /// Another writer held the lock past the busy timeout.
+    /// Another writer held the lock past the busy timeout, or (libSQL) the server
+    /// interrupted the statement to hand its write lock to another connection. Either way
+    /// the statement changed nothing and may run again.
     Busy,
     /// The backend refuses the statement itself. The libSQL client refuses the pragmas that
     /// only mean something for a local file, before anything goes over the network.
@@ -31,7 +33,10 @@ impl StorageError {
         let lower = message.to_ascii_lowercase();
         let kind = if lower.contains("no such table") {
             ErrorKind::MissingSchema
-        } else if lower.contains("database is locked") || lower.contains("database is busy") {
+        } else if lower.contains("database is locked")
+            || lower.contains("database is busy")
+            || lower.contains("sqlite_interrupt")
+        {
             ErrorKind::Busy
         } else if lower.contains("unsupported statement") {
             ErrorKind::Unsupported
@@ -74,6 +79,12 @@ mod tests {
         assert_eq!(
             kind("Hrana: `api error: `status=400 Bad Request, body={\"message\":\"SQLite error: no such table: messages\"}``"),
             ErrorKind::MissingSchema
+        );
+        // sqld interrupting a statement under write contention (seen with 60 deliveries
+        // through two replicas): retried like a busy lock, not lost.
+        assert_eq!(
+            kind("Hrana: `cursor error: `error at step 0: (error code: SQLITE_INTERRUPT) `SQLite error: interrupted```"),
+            ErrorKind::Busy
         );
         assert_eq!(kind("disk I/O error"), ErrorKind::Other);
     }

@@ -275,10 +275,7 @@ impl<'a> Session<'a> {
         cutoff_key: Option<&str>,
         removal: &Removal,
     ) -> Result<Purged, StorageError> {
-        self.ready_for_removal()?;
-        self.run(Access::Write, |db| {
-            lifecycle::purge(db, cutoff_key, removal)
-        })
+        self.remove(|db| lifecycle::purge(db, cutoff_key, removal))
     }
 
     /// Erases one message (see [`lifecycle::erase_message`]); whether it was stored.
@@ -287,10 +284,7 @@ impl<'a> Session<'a> {
         message_id: &str,
         removal: &Removal,
     ) -> Result<bool, StorageError> {
-        self.ready_for_removal()?;
-        self.run(Access::Write, |db| {
-            lifecycle::erase_message(db, message_id, removal)
-        })
+        self.remove(|db| lifecycle::erase_message(db, message_id, removal))
     }
 
     /// Erases a batch of one sender's messages (see [`lifecycle::erase_sender`]).
@@ -299,22 +293,23 @@ impl<'a> Session<'a> {
         sender: &str,
         removal: &Removal,
     ) -> Result<Erased, StorageError> {
-        self.ready_for_removal()?;
-        self.run(Access::Write, |db| {
-            lifecycle::erase_sender(db, sender, removal)
-        })
+        self.remove(|db| lifecycle::erase_sender(db, sender, removal))
     }
 
-    /// On a local file, removed rows are overwritten with zeros rather than only unlinked
-    /// (`secure_delete`, a setting of this connection alone), so erased text does not stay
-    /// in the file's free space. A server keeps its own storage; the setting is not sent.
-    fn ready_for_removal(&mut self) -> Result<(), StorageError> {
+    /// Runs a removal. On a local file, removed rows are overwritten with zeros rather than
+    /// only unlinked (`secure_delete`, a setting of this connection alone), so erased text
+    /// does not stay in the file's free space. A server keeps its own storage; the setting
+    /// is not sent.
+    fn remove<T>(
+        &mut self,
+        op: impl Fn(&dyn Database) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
         self.ready_for(Access::Write)?;
         if self.backend == Backend::LocalFile {
             self.connection()?
                 .execute("PRAGMA secure_delete = ON", &[])?;
         }
-        Ok(())
+        self.run(Access::Write, op)
     }
 
     /// The schema version after making sure the schema is in place (for readiness).

@@ -124,14 +124,7 @@ mod tests {
         let db = TestDb::new();
         prepare(&db).unwrap();
         for step in STEPS {
-            let plan: Vec<String> = db
-                .conn()
-                .prepare(&format!("EXPLAIN QUERY PLAN {step}"))
-                .unwrap()
-                .query_map([0], |r| r.get::<_, String>(3))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
+            let plan = db.query_plan(step, [0]);
             for line in &plan {
                 let on_messages = line.contains("messages") && !line.contains("incoming");
                 let whole = line.starts_with("SCAN")

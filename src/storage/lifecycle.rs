@@ -408,14 +408,7 @@ mod tests {
         let mut statements: Vec<String> = REMOVE_STEPS.iter().map(|s| s.to_string()).collect();
         statements.push(DUE.replace("?2", "?1"));
         for statement in statements {
-            let plan: Vec<String> = db
-                .conn()
-                .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
-                .unwrap()
-                .query_map(["[1, 2]"], |r| r.get::<_, String>(3))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
+            let plan = db.query_plan(&statement, ["[1, 2]"]);
             for line in &plan {
                 let tables = [
                     "messages",

@@ -302,16 +302,7 @@ mod tests {
                 .iter()
                 .map(crate::storage::native::to_rusqlite)
                 .collect();
-            let lines: Vec<String> = db
-                .conn()
-                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .unwrap()
-                .query_map(rusqlite::params_from_iter(params), |r| {
-                    r.get::<_, String>(3)
-                })
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
+            let lines = db.query_plan(&sql, rusqlite::params_from_iter(params));
             for line in &lines {
                 let scans = line.starts_with("SCAN messages") && !line.contains("messages_fts");
                 let walks = scans || line.contains("messages_by");

@@ -36,6 +36,17 @@ impl TestDb {
         self.db.conn()
     }
 
+    /// `EXPLAIN QUERY PLAN` of `sql`, one detail line per step, for tests that pin a plan.
+    pub fn query_plan(&self, sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+        self.conn()
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(params, |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
     /// The database file, for opening more connections to it.
     pub fn path(&self) -> PathBuf {
         PathBuf::from(self.conn().path().expect("a file database"))

@@ -98,7 +98,9 @@ pub(super) fn fold_within(db: &dyn Database) -> Result<(), StorageError> {
     counters::fold_stored_requests(db)?;
     // The batch joins the search index here, where FTS5 takes it at once (plus a bounded
     // share of any older rows not in it yet).
-    search::index_batch(db, FOLD_EVERY + search::BACKFILL_ROWS)?;
+    if search::ENABLED {
+        search::index_batch(db, FOLD_EVERY + search::BACKFILL_ROWS)?;
+    }
     db.execute("DELETE FROM incoming", &[]).map(drop)
 }
 

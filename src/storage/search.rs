@@ -23,6 +23,11 @@
 
 use super::{Database, SqlValue, StorageError};
 
+/// Whether this build keeps the index. Off only in the benchmark's baseline build (feature
+/// `without-search-index`), which measures what the index costs ingestion: there the schema
+/// has none of its objects, folds index nothing, and every search scans.
+pub const ENABLED: bool = !cfg!(feature = "without-search-index");
+
 /// Most rows outside the index that one fold, or one search's after-answer work, adds to it.
 /// At about 50 000 rows per second, a batch holds the write lock for some 80 ms.
 pub const BACKFILL_ROWS: i64 = 4096;
@@ -73,7 +78,7 @@ pub fn index_query(term: &str) -> Option<String> {
 /// Chooses how to search for `term` (folded), with one read of the index that stops at
 /// [`INDEX_MAX_CANDIDATES`]. Also tells how many rows wait outside the index.
 pub fn plan(db: &dyn Database, term: &str) -> Result<(SearchPlan, i64), StorageError> {
-    let Some(query) = index_query(term) else {
+    let Some(query) = index_query(term).filter(|_| ENABLED) else {
         return Ok((SearchPlan::Scan, 0));
     };
     let rows = db.execute(
@@ -135,7 +140,12 @@ pub(super) const UNINDEX: &str = "INSERT INTO messages_fts (messages_fts, rowid,
      WHERE seq IN (SELECT value FROM json_each(?1)) AND text_folded IS NOT NULL \
      AND seq <= (SELECT indexed_through FROM search_state WHERE id = 1)";
 
-#[cfg(all(test, not(target_arch = "wasm32")))]
+// Tests of the index itself: not for the benchmark's build without it.
+#[cfg(all(
+    test,
+    not(target_arch = "wasm32"),
+    not(feature = "without-search-index")
+))]
 mod tests {
     use super::*;
     use crate::domain::{fold_case, NewMessage};
@@ -385,7 +395,12 @@ mod tests {
     }
 }
 
-#[cfg(all(test, not(target_arch = "wasm32")))]
+// Tests of the index itself: not for the benchmark's build without it.
+#[cfg(all(
+    test,
+    not(target_arch = "wasm32"),
+    not(feature = "without-search-index")
+))]
 mod hostile_terms {
     use crate::storage::testing::{ids, msg, TestDb};
     use crate::storage::{fold, insert_message, prepare};

@@ -554,6 +554,7 @@ mod tests {
         assert_eq!(schema::user_version(&db).unwrap(), schema::SCHEMA_VERSION);
     }
 
+    #[cfg(not(feature = "without-search-index"))] // tests the index itself
     #[test]
     fn a_search_that_scans_rows_outside_the_index_indexes_a_batch_after_its_answer() {
         let db = TestDb::new();

@@ -35,7 +35,17 @@ pub struct Figures {
     pub rounds: Vec<Round>,
     pub calls_per_webhook: Option<CallsPerWebhook>,
     pub wal_bytes_per_message: Option<WalBytes>,
+    pub instance_memory: Option<InstanceMemory>,
     pub memory: Option<Memory>,
+}
+
+/// The largest linear memory one instance grew to during the ingest rounds, in bytes: what
+/// the pooling allocator resets after every request (memset up to
+/// `linear_memory_keep_resident`, 2 MiB as Spin sets it; returned to the kernel beyond).
+#[derive(Debug, Serialize)]
+pub struct InstanceMemory {
+    pub component: u64,
+    pub minimal_write: u64,
 }
 
 /// The component's shares of the minimal write over the rounds.
@@ -328,6 +338,8 @@ pub fn compare(
     let mut figures = Figures::default();
     let mut locked_seen = component.host.stdout().len();
     let (component_before, fixture_before) = (component.host.calls(), fixture.host.calls());
+    component.host.reset_peak_instance_memory();
+    fixture.host.reset_peak_instance_memory();
     let mut component_calls = CallCounts::default();
     let mut fixture_calls = CallCounts::default();
     for round in 1..=rounds {
@@ -384,6 +396,10 @@ pub fn compare(
             rows.push(row);
         }
     }
+    figures.instance_memory = Some(InstanceMemory {
+        component: component.host.peak_instance_memory(),
+        minimal_write: fixture.host.peak_instance_memory(),
+    });
     figures.calls_per_webhook = Some(CallsPerWebhook {
         component: PerRequest::of(component_calls),
         minimal_write: PerRequest::of(fixture_calls),
@@ -564,6 +580,14 @@ pub fn print(f: &Figures) {
         println!("  host calls per webhook:");
         println!("    webhook-inbox: {}", c.component.summary());
         println!("    minimal-write: {}", c.minimal_write.summary());
+    }
+    if let Some(m) = &f.instance_memory {
+        println!(
+            "  largest linear memory of one instance during the rounds: webhook-inbox {} KiB, \
+             minimal-write {} KiB",
+            m.component / 1024,
+            m.minimal_write / 1024
+        );
     }
     if let Some(w) = &f.wal_bytes_per_message {
         println!(

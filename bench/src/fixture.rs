@@ -73,6 +73,17 @@ impl Shares {
             rounds: n,
         })
     }
+
+    /// "52% (47%-57% over 5 rounds)": the median, then the range it came from.
+    pub fn percent(&self) -> String {
+        format!(
+            "{:.0}% ({:.0}%-{:.0}% over {} rounds)",
+            self.median * 100.0,
+            self.low * 100.0,
+            self.high * 100.0,
+            self.rounds
+        )
+    }
 }
 
 impl Figures {
@@ -558,22 +569,15 @@ pub fn print(f: &Figures) {
     }
     if let Some(s) = f.shares() {
         println!(
-            "  ingest x16 share of the minimal-write component: median {:.0}% ({:.0}%-{:.0}% over \
-             {} round(s))",
-            s.median * 100.0,
-            s.low * 100.0,
-            s.high * 100.0,
-            s.rounds
+            "  ingest x16 share of the minimal-write component: median {}",
+            s.percent()
         );
     }
     if let Some(s) = f.index_shares() {
         println!(
             "  ingest x16 with the search index, share of the same component built without it: \
-             median {:.0}% ({:.0}%-{:.0}% over {} round(s))",
-            s.median * 100.0,
-            s.low * 100.0,
-            s.high * 100.0,
-            s.rounds
+             median {}",
+            s.percent()
         );
     }
     if let Some(c) = &f.calls_per_webhook {

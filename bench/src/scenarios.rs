@@ -446,13 +446,7 @@ pub fn targets(
         // The median of paired rounds: one lucky or unlucky round must not decide it.
         out.push(Target {
             target: "ingest x16 >= 75% of the minimal-write component (median of rounds)".into(),
-            measured: format!(
-                "{:.0}% ({:.0}%-{:.0}% over {} rounds)",
-                s.median * 100.0,
-                s.low * 100.0,
-                s.high * 100.0,
-                s.rounds
-            ),
+            measured: s.percent(),
             met: s.median >= 0.75,
         });
     }
@@ -461,13 +455,7 @@ pub fn targets(
             target: "ingest x16 >= 90% of the same component built without the search index \
                      (median of rounds)"
                 .into(),
-            measured: format!(
-                "{:.0}% ({:.0}%-{:.0}% over {} rounds)",
-                s.median * 100.0,
-                s.low * 100.0,
-                s.high * 100.0,
-                s.rounds
-            ),
+            measured: s.percent(),
             met: s.median >= 0.9,
         });
     }

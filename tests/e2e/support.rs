@@ -293,8 +293,22 @@ impl App {
     /// `total` from GET /messages (with an optional query).
     pub fn total(&self, query: &str) -> i64 {
         let resp = self.get(&format!("/messages?{query}"));
-        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(
+            resp.status,
+            200,
+            "{}\n{}",
+            resp.text(),
+            self.last_log_lines(3)
+        );
         resp.json()["total"].as_i64().unwrap()
+    }
+
+    /// The component's last `n` log lines: what a failed assertion on a status shows, since
+    /// a 503's body leaves the storage error's text to the log.
+    pub fn last_log_lines(&self, n: usize) -> String {
+        let stdout = self.raw_stdout();
+        let lines: Vec<&str> = stdout.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
     }
 }
 

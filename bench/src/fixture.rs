@@ -107,6 +107,30 @@ pub struct Round {
     pub without_index_per_s: f64,
     /// component / component without the search index.
     pub index_share: f64,
+    /// This process's CPU time per request in each arm, in microseconds: the host, the
+    /// instances, SQLite and the load generator.
+    pub component_cpu_us: Option<f64>,
+    pub minimal_write_cpu_us: Option<f64>,
+    /// Share of the machine's cores busy in this process during each arm.
+    pub component_busy: Option<f64>,
+    pub minimal_write_busy: Option<f64>,
+}
+
+impl Round {
+    /// minimal-write's CPU per request / the component's: the share the component would
+    /// reach if the rate followed CPU alone. Below it, the rest of the gap is waiting.
+    pub fn cpu_share(&self) -> Option<f64> {
+        Some(self.minimal_write_cpu_us? / self.component_cpu_us?.max(1e-9))
+    }
+}
+
+/// CPU per request in microseconds, and the share of `cores` busy, of one arm's run.
+fn cpu_figures(m: &Measured, cores: usize) -> (Option<f64>, Option<f64>) {
+    let per_request = m.cpu_per_request().map(|d| d.as_secs_f64() * 1e6);
+    let busy = m
+        .cpu
+        .map(|cpu| cpu.as_secs_f64() / (m.elapsed.as_secs_f64() * cores.max(1) as f64).max(1e-9));
+    (per_request, busy)
 }
 
 #[derive(Debug, Serialize)]
@@ -394,6 +418,9 @@ pub fn compare(
         let share = c_row.requests_per_s / f_row.requests_per_s.max(1e-9);
         let index_share = c_row.requests_per_s / w_row.requests_per_s.max(1e-9);
         c_row.minimal_write_ratio = Some(share);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (component_cpu_us, component_busy) = cpu_figures(&c, cores);
+        let (minimal_write_cpu_us, minimal_write_busy) = cpu_figures(&f, cores);
         figures.rounds.push(Round {
             round,
             component_per_s: c_row.requests_per_s,
@@ -401,6 +428,10 @@ pub fn compare(
             share,
             without_index_per_s: w_row.requests_per_s,
             index_share,
+            component_cpu_us,
+            minimal_write_cpu_us,
+            component_busy,
+            minimal_write_busy,
         });
         for mut row in [c_row, f_row, w_row] {
             row.round = Some(round);
@@ -566,10 +597,31 @@ pub fn print(f: &Figures) {
             r.without_index_per_s,
             r.index_share * 100.0
         );
+        if let (Some(share), Some(c), Some(m), Some(cb), Some(mb)) = (
+            r.cpu_share(),
+            r.component_cpu_us,
+            r.minimal_write_cpu_us,
+            r.component_busy,
+            r.minimal_write_busy,
+        ) {
+            println!(
+                "    CPU per request (whole process): webhook-inbox {c:.0} us, minimal-write \
+                 {m:.0} us -> {:.0}%; cores busy {:.0}% and {:.0}%",
+                share * 100.0,
+                cb * 100.0,
+                mb * 100.0
+            );
+        }
     }
     if let Some(s) = f.shares() {
         println!(
             "  ingest x16 share of the minimal-write component: median {}",
+            s.percent()
+        );
+    }
+    if let Some(s) = Shares::of(f.rounds.iter().filter_map(Round::cpu_share).collect()) {
+        println!(
+            "  CPU per request, minimal-write's as a share of webhook-inbox's: median {}",
             s.percent()
         );
     }

@@ -65,6 +65,9 @@ pub struct Measured {
     /// Connection or protocol failures (no status).
     pub transport_errors: usize,
     pub first_error: Option<String>,
+    /// CPU time this process (host, instances, SQLite and the load generator) used during
+    /// the timed phase; `None` where `/proc/self/stat` cannot be read.
+    pub cpu: Option<Duration>,
 }
 
 impl Measured {
@@ -95,6 +98,24 @@ impl Measured {
     pub fn max(&self) -> Duration {
         self.latencies.last().copied().unwrap_or_default()
     }
+
+    /// This process's CPU time per answered request.
+    pub fn cpu_per_request(&self) -> Option<Duration> {
+        self.cpu
+            .filter(|_| self.requests > 0)
+            .map(|cpu| cpu / self.requests as u32)
+    }
+}
+
+/// User plus system CPU time of this process so far, from `/proc/self/stat` (Linux).
+pub fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces:
+    // utime and stime are fields 14 and 15 of the line, in clock ticks.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ: 100 on every Linux architecture Rust targets.
+    Some(Duration::from_millis(ticks * 10))
 }
 
 pub struct LoadGen {
@@ -195,6 +216,7 @@ async fn run(addr: SocketAddr, plan: &Plan) -> Measured {
         }
     }
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu_before = process_cpu();
     let started = Instant::now();
     let deadline = started + plan.max_time;
     let workers: Vec<_> = (0..plan.concurrency)
@@ -219,6 +241,9 @@ async fn run(addr: SocketAddr, plan: &Plan) -> Measured {
         total.first_error = total.first_error.or(part.first_error);
     }
     total.elapsed = started.elapsed();
+    total.cpu = process_cpu()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
     total.latencies.sort_unstable();
     total
 }

@@ -91,11 +91,28 @@ pub fn run_startup_statements(
 }
 
 fn open(location: &DbLocation) -> rusqlite::Result<rusqlite::Connection> {
-    match location {
+    let conn = match location {
         DbLocation::InMemory => rusqlite::Connection::open_in_memory(),
         DbLocation::Path(p) => rusqlite::Connection::open(p),
         DbLocation::Libsql { .. } => unreachable!("libSQL databases are not opened by rusqlite"),
-    }
+    }?;
+    deny_attaching_files(&conn);
+    Ok(conn)
+}
+
+/// Spin 4.0.2 (`crates/sqlite-inproc`) gives every local connection an authorizer that
+/// refuses `ATTACH` of a file ("not authorized"); a temporary or `:memory:` database may
+/// still be attached. Its `allow_attach_file` runtime-config switch defaults to off, and
+/// the default database never has it. The authorizer also runs, as on Spin, for every
+/// table and column a statement touches while it is compiled.
+fn deny_attaching_files(conn: &rusqlite::Connection) {
+    use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+    conn.authorizer(Some(|ctx: AuthContext<'_>| match ctx.action {
+        AuthAction::Attach { filename } if !matches!(filename, "" | ":memory:") => {
+            Authorization::Deny
+        }
+        _ => Authorization::Allow,
+    }));
 }
 
 /// The host side of a `connection` resource. Dropping it closes the connection.
@@ -416,6 +433,22 @@ mod tests {
         let r = query(&c, "SELECT count(*) AS n FROM t", vec![]).unwrap();
         assert_eq!(r.columns, ["n"]);
         assert!(matches!(r.rows[0].values[0], v3::Value::Integer(1)));
+    }
+
+    #[test]
+    fn attaching_a_file_is_refused_as_on_spin() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(&DbLocation::Path(dir.path().join("main.db"))).unwrap();
+        let other = dir.path().join("other.db");
+        let attach = format!("ATTACH DATABASE '{}' AS other", other.display());
+        match query(&c, &attach, vec![]) {
+            Err(v3::Error::Io(msg)) => assert!(msg.contains("not authorized"), "{msg}"),
+            other => panic!("attached a file: {other:?}"),
+        }
+        assert!(!other.exists());
+        // Memory and temporary databases stay allowed.
+        query(&c, "ATTACH DATABASE ':memory:' AS scratch", vec![]).unwrap();
+        query(&c, "ATTACH DATABASE '' AS temp2", vec![]).unwrap();
     }
 
     #[test]

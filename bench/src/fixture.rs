@@ -107,30 +107,40 @@ pub struct Round {
     pub without_index_per_s: f64,
     /// component / component without the search index.
     pub index_share: f64,
-    /// This process's CPU time per request in each arm, in microseconds: the host, the
-    /// instances, SQLite and the load generator.
-    pub component_cpu_us: Option<f64>,
-    pub minimal_write_cpu_us: Option<f64>,
-    /// Share of the machine's cores busy in this process during each arm.
-    pub component_busy: Option<f64>,
-    pub minimal_write_busy: Option<f64>,
+    pub component_cpu: Option<CpuUse>,
+    pub minimal_write_cpu: Option<CpuUse>,
 }
 
 impl Round {
     /// minimal-write's CPU per request / the component's: the share the component would
     /// reach if the rate followed CPU alone. Below it, the rest of the gap is waiting.
     pub fn cpu_share(&self) -> Option<f64> {
-        Some(self.minimal_write_cpu_us? / self.component_cpu_us?.max(1e-9))
+        let (c, m) = (
+            self.component_cpu.as_ref()?,
+            self.minimal_write_cpu.as_ref()?,
+        );
+        Some(m.per_request_us / c.per_request_us.max(1e-9))
     }
 }
 
-/// CPU per request in microseconds, and the share of `cores` busy, of one arm's run.
-fn cpu_figures(m: &Measured, cores: usize) -> (Option<f64>, Option<f64>) {
-    let per_request = m.cpu_per_request().map(|d| d.as_secs_f64() * 1e6);
-    let busy = m
-        .cpu
-        .map(|cpu| cpu.as_secs_f64() / (m.elapsed.as_secs_f64() * cores.max(1) as f64).max(1e-9));
-    (per_request, busy)
+/// What one arm's round cost this process (the host, the instances, SQLite and the load
+/// generator) in CPU.
+#[derive(Debug, Serialize)]
+pub struct CpuUse {
+    pub per_request_us: f64,
+    /// Share of the machine's cores busy.
+    pub busy: f64,
+}
+
+impl CpuUse {
+    /// `None` where the process's CPU time could not be read.
+    fn of(m: &Measured, cores: usize) -> Option<CpuUse> {
+        let cpu = m.cpu?.as_secs_f64();
+        Some(CpuUse {
+            per_request_us: m.cpu_per_request()?.as_secs_f64() * 1e6,
+            busy: cpu / (m.elapsed.as_secs_f64() * cores.max(1) as f64).max(1e-9),
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -377,6 +387,7 @@ pub fn compare(
     fixture.host.reset_peak_instance_memory();
     let mut component_calls = CallCounts::default();
     let mut fixture_calls = CallCounts::default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for round in 1..=rounds {
         // Fresh bodies every round, of the same kind for all three; who goes first rotates,
         // so a machine growing busier or quieter during the run favours none.
@@ -418,9 +429,6 @@ pub fn compare(
         let share = c_row.requests_per_s / f_row.requests_per_s.max(1e-9);
         let index_share = c_row.requests_per_s / w_row.requests_per_s.max(1e-9);
         c_row.minimal_write_ratio = Some(share);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let (component_cpu_us, component_busy) = cpu_figures(&c, cores);
-        let (minimal_write_cpu_us, minimal_write_busy) = cpu_figures(&f, cores);
         figures.rounds.push(Round {
             round,
             component_per_s: c_row.requests_per_s,
@@ -428,10 +436,8 @@ pub fn compare(
             share,
             without_index_per_s: w_row.requests_per_s,
             index_share,
-            component_cpu_us,
-            minimal_write_cpu_us,
-            component_busy,
-            minimal_write_busy,
+            component_cpu: CpuUse::of(&c, cores),
+            minimal_write_cpu: CpuUse::of(&f, cores),
         });
         for mut row in [c_row, f_row, w_row] {
             row.round = Some(round);
@@ -597,19 +603,17 @@ pub fn print(f: &Figures) {
             r.without_index_per_s,
             r.index_share * 100.0
         );
-        if let (Some(share), Some(c), Some(m), Some(cb), Some(mb)) = (
-            r.cpu_share(),
-            r.component_cpu_us,
-            r.minimal_write_cpu_us,
-            r.component_busy,
-            r.minimal_write_busy,
-        ) {
+        if let (Some(share), Some(c), Some(m)) =
+            (r.cpu_share(), &r.component_cpu, &r.minimal_write_cpu)
+        {
             println!(
-                "    CPU per request (whole process): webhook-inbox {c:.0} us, minimal-write \
-                 {m:.0} us -> {:.0}%; cores busy {:.0}% and {:.0}%",
+                "    CPU per request (whole process): webhook-inbox {:.0} us, minimal-write \
+                 {:.0} us -> {:.0}%; cores busy {:.0}% and {:.0}%",
+                c.per_request_us,
+                m.per_request_us,
                 share * 100.0,
-                cb * 100.0,
-                mb * 100.0
+                c.busy * 100.0,
+                m.busy * 100.0
             );
         }
     }

@@ -78,18 +78,24 @@ pub fn purge(
     in_transaction(db, || {
         fold::fold_within(db)?;
         let rows = db.execute(
-            "SELECT seq, message_id FROM messages INDEXED BY messages_by_ts \
-             WHERE ts_key < ?1 ORDER BY ts_key, message_id LIMIT ?2",
-            &[cutoff.clone(), batch(removal)],
+            &format!(
+                "SELECT seq, message_id FROM messages INDEXED BY messages_by_ts \
+                 WHERE ts_key < ?1 ORDER BY ts_key, message_id LIMIT {}",
+                removal.batch.max(1)
+            ),
+            std::slice::from_ref(&cutoff),
         )?;
         let messages = remove(db, &rows, removal)?;
         let tombstones = db
             .execute(
-                "DELETE FROM tombstones WHERE id_hash IN ( \
-                     SELECT id_hash FROM tombstones WHERE expires_at <= ?1 \
-                     ORDER BY expires_at LIMIT ?2) \
-                 RETURNING 1",
-                &[SqlValue::Integer(removal.now_unix), batch(removal)],
+                &format!(
+                    "DELETE FROM tombstones WHERE id_hash IN ( \
+                         SELECT id_hash FROM tombstones WHERE expires_at <= ?1 \
+                         ORDER BY expires_at LIMIT {}) \
+                     RETURNING 1",
+                    removal.batch.max(1)
+                ),
+                &[SqlValue::Integer(removal.now_unix)],
             )?
             .len() as u64;
         let (messages_due, tombstones_due) = due(db, &due_params)?;
@@ -128,9 +134,12 @@ pub fn erase_sender(
     in_transaction(db, || {
         fold::fold_within(db)?;
         let rows = db.execute(
-            "SELECT seq, message_id FROM messages INDEXED BY messages_by_sender \
-             WHERE sender = ?1 ORDER BY ts_key, message_id LIMIT ?2",
-            &[sender.clone(), batch(removal)],
+            &format!(
+                "SELECT seq, message_id FROM messages INDEXED BY messages_by_sender \
+                 WHERE sender = ?1 ORDER BY ts_key, message_id LIMIT {}",
+                removal.batch.max(1)
+            ),
+            std::slice::from_ref(&sender),
         )?;
         let erased = remove(db, &rows, removal)?;
         // `incoming` is empty until this transaction ends: the count is complete.
@@ -143,10 +152,6 @@ pub fn erase_sender(
             .unwrap_or(0);
         Ok(Erased { erased, remaining })
     })
-}
-
-fn batch(removal: &Removal) -> SqlValue {
-    SqlValue::Integer(i64::from(removal.batch.max(1)))
 }
 
 fn due(db: &dyn Database, params: &[SqlValue]) -> Result<(bool, bool), StorageError> {

@@ -162,10 +162,6 @@ fn rows_sql(query: &MessageQuery, plan: &SearchPlan, with_total: bool) -> (Strin
     }
     params.extend(page_params.iter().cloned());
     params.extend(page_params);
-    params.push(SqlValue::Integer(i64::from(query.limit)));
-    params.push(SqlValue::Integer(
-        i64::try_from(query.offset).unwrap_or(i64::MAX),
-    ));
     params.extend(total_params);
 
     // The page's keys come first, from the index alone where the filters allow, merged in
@@ -212,7 +208,7 @@ fn rows_sql(query: &MessageQuery, plan: &SearchPlan, with_total: bool) -> (Strin
              {stored} \
              UNION ALL \
              SELECT ts_key, message_id, seq, 1 FROM incoming {where_clause} \
-             ORDER BY {order} LIMIT ? OFFSET ?) \
+             ORDER BY {order} LIMIT {limit} OFFSET {offset}) \
          SELECT t.total, p.message_id, p.sender, p.recipient, p.ts, p.body_text, p.ts_key \
          FROM (SELECT {total_sql} AS total) AS t \
          LEFT JOIN (SELECT m.message_id, m.sender, m.recipient, m.ts, m.body_text, m.ts_key \
@@ -221,6 +217,8 @@ fn rows_sql(query: &MessageQuery, plan: &SearchPlan, with_total: bool) -> (Strin
                     SELECT i.message_id, i.sender, i.recipient, i.ts, i.body_text, i.ts_key \
                     FROM page JOIN incoming AS i ON i.seq = page.seq WHERE page.pending = 1) AS p \
          ORDER BY {outer_order}",
+        limit = query.limit,
+        offset = query.offset,
     );
     (sql, params)
 }
@@ -499,18 +497,19 @@ pub const TOP_SENDERS: u32 = 10;
 /// the fold need not keep them.
 pub fn stats(db: &dyn Database) -> Result<Stats, StorageError> {
     let rows: Rows = db.execute(
-        "SELECT 0, NULL, messages + (SELECT count(*) FROM incoming), \
+        &format!(
+            "SELECT 0, NULL, messages + (SELECT count(*) FROM incoming), \
                 senders + (SELECT count(*) FROM (SELECT sender FROM incoming GROUP BY sender) AS n \
                            WHERE NOT EXISTS (SELECT 1 FROM sender_counts WHERE sender = n.sender)) \
          FROM inbox_totals WHERE id = 1 \
          UNION ALL SELECT * FROM (SELECT 1, sender, messages, NULL FROM sender_counts \
-                                  ORDER BY messages DESC, sender LIMIT ?1) \
+                                  ORDER BY messages DESC, sender LIMIT {TOP_SENDERS}) \
          UNION ALL SELECT 2, sender, n, NULL FROM ( \
              SELECT i.sender, count(*) + coalesce( \
                  (SELECT messages FROM sender_counts WHERE sender = i.sender), 0) AS n \
              FROM incoming AS i GROUP BY i.sender) \
          WHERE n >= coalesce((SELECT messages FROM sender_counts \
-                              ORDER BY messages DESC, sender LIMIT 1 OFFSET ?1 - 1), 0) \
+                              ORDER BY messages DESC, sender LIMIT 1 OFFSET {}), 0) \
          UNION ALL SELECT * FROM (SELECT 3, ts, NULL, NULL FROM ( \
              SELECT * FROM (SELECT ts, ts_key, message_id FROM messages INDEXED BY messages_by_ts \
                             ORDER BY ts_key, message_id LIMIT 1) \
@@ -521,7 +520,9 @@ pub fn stats(db: &dyn Database) -> Result<Stats, StorageError> {
                             ORDER BY ts_key DESC, message_id DESC LIMIT 1) \
              UNION ALL SELECT ts, ts_key, message_id FROM incoming) \
              ORDER BY ts_key DESC, message_id DESC LIMIT 1)",
-        &[SqlValue::Integer(i64::from(TOP_SENDERS))],
+            TOP_SENDERS - 1
+        ),
+        &[],
     )?;
     let mut stats = Stats {
         total_messages: 0,

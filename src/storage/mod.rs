@@ -4,6 +4,14 @@
 //! file or a libSQL server, as the runtime config says), rusqlite in native tests and the
 //! benchmark. The handler goes through a [`Session`], which owns the request's connection,
 //! finds out which backend it reaches, and creates or upgrades the schema when needed.
+//!
+//! Limits and offsets are written into a statement's text as numbers, never bound as `?`.
+//! SQLite lets a bound limit shape the plan, so binding one discards the statement's first
+//! compile and compiles it again when it runs; and on Spin every request compiles its
+//! statements afresh, on a new connection. (`/stats` at a million messages: ~150 of the
+//! ~700 us its statement took natively.) The numbers are the component's own integers, never
+//! request text; `session::tests::every_statement_a_request_sends_is_compiled_once` holds
+//! every statement a request sends to this.
 
 mod counters;
 mod error;

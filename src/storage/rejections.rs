@@ -88,16 +88,19 @@ pub fn list(
     limit: u32,
     before: Option<i64>,
 ) -> Result<RejectionPage, StorageError> {
+    // The limit is written as a number, not bound (see the `storage` module's doc).
     let rows = db.execute(
-        "SELECT seq, at, route, status, reason, detail, locs, request_id, body_bytes, \
-             body_sha256 \
-         FROM rejections \
-         WHERE seq < ?1 AND seq > (SELECT coalesce(max(seq), 0) FROM rejections) - ?2 \
-         ORDER BY seq DESC LIMIT ?3",
+        &format!(
+            "SELECT seq, at, route, status, reason, detail, locs, request_id, body_bytes, \
+                 body_sha256 \
+             FROM rejections \
+             WHERE seq < ?1 AND seq > (SELECT coalesce(max(seq), 0) FROM rejections) - ?2 \
+             ORDER BY seq DESC LIMIT {}",
+            u64::from(limit) + 1
+        ),
         &[
             SqlValue::Integer(before.unwrap_or(i64::MAX)),
             SqlValue::Integer(i64::from(keep)),
-            SqlValue::Integer(i64::from(limit) + 1),
         ],
     )?;
     let mut entries: Vec<LoggedRejection> = rows.iter().filter_map(|row| from_row(row)).collect();

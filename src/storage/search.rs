@@ -81,15 +81,16 @@ pub fn plan(db: &dyn Database, term: &str) -> Result<(SearchPlan, i64), StorageE
     let Some(query) = index_query(term).filter(|_| ENABLED) else {
         return Ok((SearchPlan::Scan, 0));
     };
+    // The limit is written as a number, not bound (see the `storage` module's doc).
     let rows = db.execute(
-        "SELECT (SELECT count(*) FROM (SELECT rowid FROM messages_fts \
-                                       WHERE messages_fts MATCH ?1 LIMIT ?2)), \
-                coalesce((SELECT max(seq) FROM messages), 0) \
-                    - (SELECT indexed_through FROM search_state WHERE id = 1)",
-        &[
-            SqlValue::Text(query.clone()),
-            SqlValue::Integer(INDEX_MAX_CANDIDATES + 1),
-        ],
+        &format!(
+            "SELECT (SELECT count(*) FROM (SELECT rowid FROM messages_fts \
+                                           WHERE messages_fts MATCH ?1 LIMIT {})), \
+                    coalesce((SELECT max(seq) FROM messages), 0) \
+                        - (SELECT indexed_through FROM search_state WHERE id = 1)",
+            INDEX_MAX_CANDIDATES + 1
+        ),
+        &[SqlValue::Text(query.clone())],
     )?;
     let row = rows.first();
     let value = |i: usize| row.and_then(|r| r.get(i)).and_then(SqlValue::as_i64);
@@ -107,13 +108,16 @@ pub fn plan(db: &dyn Database, term: &str) -> Result<(SearchPlan, i64), StorageE
 /// the caller's transaction; how many rows the watermark moved over.
 pub(super) fn index_batch(db: &dyn Database, max_rows: i64) -> Result<i64, StorageError> {
     let rows = db.execute(
-        "SELECT indexed_through, \
-                (SELECT max(seq) FROM (SELECT seq FROM messages WHERE seq > s.indexed_through \
-                                       ORDER BY seq LIMIT ?1)), \
-                (SELECT count(*) FROM (SELECT seq FROM messages WHERE seq > s.indexed_through \
-                                       ORDER BY seq LIMIT ?1)) \
-         FROM search_state AS s WHERE id = 1",
-        &[SqlValue::Integer(max_rows)],
+        &format!(
+            "SELECT indexed_through, \
+                    (SELECT max(seq) FROM (SELECT seq FROM messages \
+                                           WHERE seq > s.indexed_through ORDER BY seq LIMIT {0})), \
+                    (SELECT count(*) FROM (SELECT seq FROM messages \
+                                           WHERE seq > s.indexed_through ORDER BY seq LIMIT {0})) \
+             FROM search_state AS s WHERE id = 1",
+            max_rows.max(0)
+        ),
+        &[],
     )?;
     let row = rows.first();
     let value = |i: usize| row.and_then(|r| r.get(i)).and_then(SqlValue::as_i64);

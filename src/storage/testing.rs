@@ -112,6 +112,40 @@ impl Database for Recorder {
     }
 }
 
+/// A database that compiles every statement afresh, as Spin does on each request's new
+/// connection, and records the statements SQLite compiled a second time to run them. It does
+/// that when a bound value can shape the plan (`LIMIT ?` is one): binding expires the first
+/// compile. So such a statement costs two compiles on every request. Clones share the record.
+#[derive(Clone)]
+pub struct CompiledOnce {
+    db: Rc<TestDb>,
+    recompiled: Rc<RefCell<Vec<String>>>,
+}
+
+impl CompiledOnce {
+    pub fn open(path: &Path) -> CompiledOnce {
+        CompiledOnce {
+            db: Rc::new(TestDb::open(path)),
+            recompiled: Rc::default(),
+        }
+    }
+
+    /// The statements compiled twice so far.
+    pub fn recompiled(&self) -> Vec<String> {
+        self.recompiled.borrow().clone()
+    }
+}
+
+impl Database for CompiledOnce {
+    fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<Rows, StorageError> {
+        let (rows, recompiled) = self.db.db.execute_fresh(sql, params)?;
+        if recompiled {
+            self.recompiled.borrow_mut().push(sql.to_owned());
+        }
+        Ok(rows)
+    }
+}
+
 /// Turns a current database into what version 2 left: every message in `messages`, no
 /// `incoming` or `fold_state`, and the aggregate trigger version 2 kept (which also counted
 /// `created`).

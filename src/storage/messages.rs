@@ -509,7 +509,7 @@ pub fn stats(db: &dyn Database) -> Result<Stats, StorageError> {
                  (SELECT messages FROM sender_counts WHERE sender = i.sender), 0) AS n \
              FROM incoming AS i GROUP BY i.sender) \
          WHERE n >= coalesce((SELECT messages FROM sender_counts \
-                              ORDER BY messages DESC, sender LIMIT 1 OFFSET {}), 0) \
+                              ORDER BY messages DESC, sender LIMIT 1 OFFSET {tenth}), 0) \
          UNION ALL SELECT * FROM (SELECT 3, ts, NULL, NULL FROM ( \
              SELECT * FROM (SELECT ts, ts_key, message_id FROM messages INDEXED BY messages_by_ts \
                             ORDER BY ts_key, message_id LIMIT 1) \
@@ -520,7 +520,7 @@ pub fn stats(db: &dyn Database) -> Result<Stats, StorageError> {
                             ORDER BY ts_key DESC, message_id DESC LIMIT 1) \
              UNION ALL SELECT ts, ts_key, message_id FROM incoming) \
              ORDER BY ts_key DESC, message_id DESC LIMIT 1)",
-            TOP_SENDERS - 1
+            tenth = TOP_SENDERS - 1
         ),
         &[],
     )?;

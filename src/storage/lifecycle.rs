@@ -81,7 +81,7 @@ pub fn purge(
             &format!(
                 "SELECT seq, message_id FROM messages INDEXED BY messages_by_ts \
                  WHERE ts_key < ?1 ORDER BY ts_key, message_id LIMIT {}",
-                removal.batch.max(1)
+                batch(removal)
             ),
             std::slice::from_ref(&cutoff),
         )?;
@@ -93,7 +93,7 @@ pub fn purge(
                          SELECT id_hash FROM tombstones WHERE expires_at <= ?1 \
                          ORDER BY expires_at LIMIT {}) \
                      RETURNING 1",
-                    removal.batch.max(1)
+                    batch(removal)
                 ),
                 &[SqlValue::Integer(removal.now_unix)],
             )?
@@ -137,7 +137,7 @@ pub fn erase_sender(
             &format!(
                 "SELECT seq, message_id FROM messages INDEXED BY messages_by_sender \
                  WHERE sender = ?1 ORDER BY ts_key, message_id LIMIT {}",
-                removal.batch.max(1)
+                batch(removal)
             ),
             std::slice::from_ref(&sender),
         )?;
@@ -152,6 +152,11 @@ pub fn erase_sender(
             .unwrap_or(0);
         Ok(Erased { erased, remaining })
     })
+}
+
+/// Most rows one removal statement takes: at least one, so a batch always moves forward.
+fn batch(removal: &Removal) -> u32 {
+    removal.batch.max(1)
 }
 
 fn due(db: &dyn Database, params: &[SqlValue]) -> Result<(bool, bool), StorageError> {

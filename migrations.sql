@@ -1,4 +1,4 @@
--- webhook-inbox schema, version 6 (upgrades a version 1 to 5 database in place).
+-- webhook-inbox schema, version 7 (upgrades a version 1 to 6 database in place).
 --
 -- Idempotent: safe to run any number of times, e.g. `spin up --sqlite @migrations.sql` or a
 -- separate migration step. The component applies this same file itself on first use, one
@@ -8,16 +8,39 @@
 -- that only a local file understands (libSQL refuses `PRAGMA journal_mode`, `synchronous`
 -- and `busy_timeout`). The component sets those itself on a local file, before each write
 -- (src/storage/session.rs).
-
+--
 -- How a message is stored (src/storage/fold.rs says why):
--- 1. The webhook writes one row into `incoming`: a small table with no index but its
+-- 1. The webhook writes one row into `arrivals`: a small table with no index but its
 --    idempotency key, so the write touches two B-tree pages and holds the lock briefly.
--- 2. Every few hundred messages, one transaction (the fold) moves `incoming` into
---    `messages`, where the filter indexes do their work for the batch at once, and adds
---    the batch to the aggregates with one statement per table.
--- 3. Reads see both tables, so every list, count and aggregate is exact at all times.
+--    The row gets its final number (`seq`) there, above every number handed out before.
+-- 2. Every few hundred messages, the fold copies `arrivals` into `messages` (where the
+--    filter indexes take the batch at once), adds the batch to `tallies` with ONE
+--    statement, indexes it for search, and clears the copied rows. Each step is one
+--    statement, atomic on its own and safe to run again: no transaction spans two of them,
+--    which on a libSQL server would hold its only write slot across network round trips.
+-- 3. Reads add the rows `tallies` has not counted yet (`arrivals` above the watermark), so
+--    every list, count and aggregate is exact at all times, between any two fold steps too.
 -- The schema has no triggers: every request opens a new connection, which parses the whole
 -- schema before its first statement, and a trigger costs more to parse than a table.
+
+-- Everything counted, in one table, so that one statement adds a whole batch to every
+-- count together with the watermark that says which rows are counted (kind, key):
+--   ('sender', "from") / ('recipient', "to") / ('hour', "2025-01-15T10"): messages;
+--   ('inbox', 'messages'), ('inbox', 'senders'): the totals;
+--   ('inbox', 'counted_through'): the highest `seq` the counts include;
+--   ('search', 'indexed_through'): the highest `seq` the search index has seen;
+--   ('metric', '<name> <labels>'): a Prometheus counter, e.g.
+--     'http_requests_total path="/webhook",status="200"'. Histogram buckets are stored per
+--     bucket, not cumulative, so a request touches one bucket row.
+-- `n` has no declared type: counts stay integers and the latency sum stays real.
+CREATE TABLE IF NOT EXISTS tallies (
+    kind TEXT NOT NULL,
+    key  TEXT NOT NULL,
+    n    NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+-- /stats' top senders, read off the front of this index.
+CREATE INDEX IF NOT EXISTS tallies_top_senders ON tallies (n DESC, key) WHERE kind = 'sender';
 
 -- One row per message, exactly as sent, plus derived columns for ordering and search.
 CREATE TABLE IF NOT EXISTS messages (
@@ -37,63 +60,12 @@ CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts_key, message_id);
 CREATE INDEX IF NOT EXISTS messages_by_sender ON messages (sender, ts_key, message_id);
 CREATE INDEX IF NOT EXISTS messages_by_recipient ON messages (recipient, ts_key, message_id);
 
--- Aggregates over `messages`, kept by the fold, so /stats and unfiltered counts never scan
--- the messages. Reads add what is still in `incoming`.
-CREATE TABLE IF NOT EXISTS sender_counts (
-    sender   TEXT PRIMARY KEY,
-    messages INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sender_counts_top ON sender_counts (messages DESC, sender);
-
-CREATE TABLE IF NOT EXISTS recipient_counts (
-    recipient TEXT PRIMARY KEY,
-    messages  INTEGER NOT NULL
-) WITHOUT ROWID;
-
--- `senders` and the first/last columns were kept by versions 1 and 2; since version 3 the
--- reads take them from sender_counts and the (ts_key, message_id) index, and they are unused.
-CREATE TABLE IF NOT EXISTS inbox_totals (
-    id        INTEGER PRIMARY KEY CHECK (id = 1),
-    messages  INTEGER NOT NULL,
-    senders   INTEGER NOT NULL,
-    first_key TEXT,
-    first_ts  TEXT,
-    last_key  TEXT,
-    last_ts   TEXT
-);
-INSERT OR IGNORE INTO inbox_totals (id, messages, senders) VALUES (1, 0, 0);
-
--- Prometheus counters: one row per series. `value` has no declared type so counts stay
--- integers and the latency sum stays real. Histogram buckets are stored per bucket, not
--- cumulative, so a request touches one bucket row.
-CREATE TABLE IF NOT EXISTS metric_counters (
-    name   TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    value  NOT NULL,
-    PRIMARY KEY (name, labels)
-) WITHOUT ROWID;
-
--- Messages per hour of `ts`: the first 13 characters of ts_key ("2025-01-15T10"). A `since`
--- total sums the whole hours after `since` and counts index entries only within its own
--- hour, instead of counting every matching row.
-CREATE TABLE IF NOT EXISTS hour_counts (
-    hour     TEXT PRIMARY KEY,
-    messages INTEGER NOT NULL
-) WITHOUT ROWID;
--- Fills the table for a version 1 database (a no-op once it has rows or without messages).
-INSERT INTO hour_counts (hour, messages)
-    SELECT substr(ts_key, 1, 13), count(*) FROM messages
-    WHERE NOT EXISTS (SELECT 1 FROM hour_counts)
-    GROUP BY substr(ts_key, 1, 13);
-
--- Versions 1 and 2 kept the aggregates with a trigger on each insert.
-DROP TRIGGER IF EXISTS messages_aggregate;
-
--- New messages, until the next fold moves them into `messages`. Same columns, plus the
--- storing request's latency when the row also counts that request's metrics (on a local
--- file; see src/storage/counters.rs). `seq` counts up from 1 after each fold empties the
--- table, which is what tells a writer it is time to fold again.
-CREATE TABLE IF NOT EXISTS incoming (
+-- New messages, until the fold copies them into `messages` (versions 3 to 6 called it
+-- `incoming`; the new name keeps instances of those versions from writing here). Same columns, plus the storing
+-- request's latency: the row also stands for that request's counters (src/storage/counters.rs).
+-- `seq` is the message's number for good: the storing statement picks the next one above
+-- every row of both tables and the watermark, and the fold copies it unchanged.
+CREATE TABLE IF NOT EXISTS arrivals (
     seq         INTEGER PRIMARY KEY,
     message_id  TEXT NOT NULL UNIQUE,
     sender      TEXT NOT NULL,
@@ -104,17 +76,6 @@ CREATE TABLE IF NOT EXISTS incoming (
     text_folded TEXT,
     latency_ms  REAL
 );
-
--- The highest `messages.seq` the aggregates count. The fold counts every row above it, so
--- a row stored straight into `messages` (by an older version of the component, still
--- running during a rolling upgrade) is counted by the next fold, not missed. A database
--- upgraded from version 1 or 2 starts with every existing row counted (by the old trigger).
-CREATE TABLE IF NOT EXISTS fold_state (
-    id              INTEGER PRIMARY KEY CHECK (id = 1),
-    counted_through INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO fold_state (id, counted_through)
-    SELECT 1, coalesce(max(seq), 0) FROM messages;
 
 -- The rejection log (src/rejections.rs): the newest `rejection_log_size` refused deliveries,
 -- written after their answers. `seq` is the rowid, so entries count up and the oldest go
@@ -142,20 +103,85 @@ CREATE TABLE IF NOT EXISTS tombstones (
 CREATE INDEX IF NOT EXISTS tombstones_by_expiry ON tombstones (expires_at);
 
 -- Text search (src/storage/search.rs): a trigram index over `messages.text_folded`, kept off
--- the write path. The fold adds each batch of new rows; rows above `indexed_through` (a
--- database upgraded from an older version, until the index catches up) are searched by a
--- scan, so every search is exact whatever the index holds. The index stores no text of its
--- own (`content = 'messages'`), no positions (`detail = 'none'`: a search is a set of
--- trigrams, then checked against the text) and no column sizes.
-CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
+-- the write path. The fold adds each batch of new rows; rows above the ('search',
+-- 'indexed_through') watermark (a database upgraded from an older version, until the index
+-- catches up) are searched by a scan, so every search is exact whatever the index holds.
+-- Contentless (the text is in `messages`), no positions (`detail = 'none'`: a search is a
+-- set of trigrams, then checked against the text), and rows can be deleted and written
+-- again (`contentless_delete`), so indexing a batch twice does no harm.
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_search USING fts5(
     text_folded,
-    content = 'messages', content_rowid = 'seq',
-    tokenize = 'trigram case_sensitive 1', detail = 'none', columnsize = 0
+    content = '', contentless_delete = 1,
+    tokenize = 'trigram case_sensitive 1', detail = 'none'
 );
-CREATE TABLE IF NOT EXISTS search_state (
-    id              INTEGER PRIMARY KEY CHECK (id = 1),
-    indexed_through INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO search_state (id, indexed_through) VALUES (1, 0);
 
-PRAGMA user_version = 6;
+-- Upgrading a version 1 to 6 database. Those versions kept their counts in one table each
+-- and `incoming` numbered its rows from 1 after each fold. The statements below move the
+-- counts into `tallies`, move waiting rows into `arrivals` with numbers above every stored
+-- one, and drop the old tables. Each runs only while `tallies` has no ('inbox', ...) row yet, i.e. once; on a new
+-- database they create and drop empty tables.
+CREATE TABLE IF NOT EXISTS sender_counts (sender TEXT PRIMARY KEY, messages INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS recipient_counts (recipient TEXT PRIMARY KEY, messages INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hour_counts (hour TEXT PRIMARY KEY, messages INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inbox_totals (
+    id INTEGER PRIMARY KEY CHECK (id = 1), messages INTEGER NOT NULL, senders INTEGER NOT NULL,
+    first_key TEXT, first_ts TEXT, last_key TEXT, last_ts TEXT);
+CREATE TABLE IF NOT EXISTS metric_counters (
+    name TEXT NOT NULL, labels TEXT NOT NULL, value NOT NULL, PRIMARY KEY (name, labels))
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fold_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1), counted_through INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS incoming (
+    seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL UNIQUE, sender TEXT NOT NULL,
+    recipient TEXT NOT NULL, ts TEXT NOT NULL, ts_key TEXT NOT NULL, body_text TEXT,
+    text_folded TEXT, latency_ms REAL);
+-- Versions 1 and 2 kept the counts with a trigger (dropped below), and version 1 had no
+-- hour counts: they are counted from its rows. Rows stored before version 3 are counted.
+INSERT OR IGNORE INTO inbox_totals (id, messages, senders)
+    SELECT 1, 0, 0 WHERE NOT EXISTS (SELECT 1 FROM tallies WHERE kind = 'inbox');
+INSERT INTO hour_counts (hour, messages)
+    SELECT substr(ts_key, 1, 13), count(*) FROM messages
+    WHERE NOT EXISTS (SELECT 1 FROM hour_counts)
+    AND NOT EXISTS (SELECT 1 FROM tallies WHERE kind = 'inbox')
+    GROUP BY substr(ts_key, 1, 13);
+INSERT OR IGNORE INTO fold_state (id, counted_through)
+    SELECT 1, coalesce(max(seq), 0) FROM messages
+    WHERE NOT EXISTS (SELECT 1 FROM tallies WHERE kind = 'inbox');
+DROP TRIGGER IF EXISTS messages_aggregate;
+INSERT INTO arrivals (seq, message_id, sender, recipient, ts, ts_key, body_text, text_folded,
+        latency_ms)
+    SELECT seq + (SELECT max(coalesce((SELECT max(seq) FROM messages), 0),
+                             coalesce((SELECT counted_through FROM fold_state), 0))),
+           message_id, sender, recipient, ts, ts_key, body_text, text_folded, latency_ms
+    FROM incoming WHERE NOT EXISTS (SELECT 1 FROM tallies WHERE kind = 'inbox') ORDER BY seq;
+INSERT INTO tallies (kind, key, n)
+    SELECT 'sender', sender, messages FROM sender_counts
+    UNION ALL SELECT 'recipient', recipient, messages FROM recipient_counts
+    UNION ALL SELECT 'hour', hour, messages FROM hour_counts
+    UNION ALL SELECT 'metric', name || ' ' || labels, value FROM metric_counters
+    UNION ALL SELECT 'inbox', 'messages', messages FROM inbox_totals
+    UNION ALL SELECT 'inbox', 'senders', senders FROM inbox_totals
+    UNION ALL SELECT 'inbox', 'counted_through', counted_through FROM fold_state
+    ORDER BY 1, 2
+    ON CONFLICT DO NOTHING;
+DROP TABLE sender_counts;
+DROP TABLE recipient_counts;
+DROP TABLE hour_counts;
+DROP TABLE inbox_totals;
+DROP TABLE metric_counters;
+DROP TABLE fold_state;
+DROP TABLE incoming;
+DROP TABLE IF EXISTS search_state;
+DROP TABLE IF EXISTS messages_fts;
+DROP INDEX IF EXISTS sender_counts_top;
+
+-- A new database starts with every count at zero.
+INSERT INTO tallies (kind, key, n) VALUES
+    ('inbox', 'messages', 0), ('inbox', 'senders', 0), ('inbox', 'counted_through', 0),
+    ('search', 'indexed_through', 0)
+    ON CONFLICT DO NOTHING;
+
+PRAGMA user_version = 7;

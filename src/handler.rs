@@ -404,7 +404,7 @@ impl AfterResponse<'_> {
         }
     }
 
-    /// Folds `incoming` if this request's message filled a batch, records the request's
+    /// Folds `arrivals` if this request's message filled a batch, records the request's
     /// metrics (unless the row that stored its message counts them) with its rejection log
     /// entry if it was refused, and writes its log line; then the connection closes.
     pub fn complete(self) {

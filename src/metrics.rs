@@ -166,6 +166,26 @@ fn rejection_labels(reason: Reason) -> String {
     format!("reason=\"{}\"", reason.as_str())
 }
 
+/// Each latency bucket's upper bound (`None` for `+Inf`) with the labels its row is stored
+/// under, in order: what the fold's SQL needs to put a stored request in its bucket.
+pub fn latency_buckets() -> Vec<(Option<f64>, String)> {
+    LATENCY_BUCKETS_MS
+        .iter()
+        .map(|bound| (Some(*bound), format!("le=\"{}\"", format_number(*bound))))
+        .chain([(None, "le=\"+Inf\"".to_owned())])
+        .collect()
+}
+
+/// How storage keys one series: its name, a space, its labels (names hold no spaces).
+pub fn series_key(name: &str, labels: &str) -> String {
+    format!("{name} {labels}")
+}
+
+/// A series key back into its name and labels (see [`series_key`]).
+pub fn split_series_key(key: &str) -> (&str, &str) {
+    key.split_once(' ').unwrap_or((key, ""))
+}
+
 fn bucket_label(latency_ms: f64) -> String {
     LATENCY_BUCKETS_MS
         .iter()

@@ -263,7 +263,7 @@ impl Apps {
         let wasm = build_without_search_index(&setup.repo)?;
         let without_index_db = setup.copy_of_seeded("inbox-without-search-index.db")?;
         rusqlite::Connection::open(&without_index_db)?
-            .execute_batch("DROP TABLE messages_fts; DROP TABLE search_state;")?;
+            .execute_batch("DROP TABLE messages_search;")?;
         let mut without_index = phases::component_spec(
             setup,
             "runtime-config-without-search-index.toml",

@@ -150,7 +150,7 @@ pub fn storage(
     // is parsing its tables with the schema. The same inserts on a copy without them:
     let without = setup.copy_of_seeded("storage-without-search.db")?;
     rusqlite::Connection::open(&without)?
-        .execute_batch("DROP TABLE messages_fts; DROP TABLE search_state;")?;
+        .execute_batch("DROP TABLE messages_search;")?;
     eprintln!("storage baseline: new connection per transaction, without the search index ...");
     let messages = Arc::new(fresh.parsed(opts.write_requests));
     let m = baseline::insert(&without, 16, Connections::PerTransaction, messages, cap)?;

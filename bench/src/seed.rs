@@ -34,7 +34,7 @@ impl Seeded {
 pub fn cache_path(repo: &Path, shape: Shape) -> PathBuf {
     // The file's content follows from the schema and from the fold that fills it.
     let mut sql = storage::schema_statements();
-    sql.extend(storage::fold_statements().iter().map(|s| s.to_string()));
+    sql.extend(storage::fold_statements());
     let schema = Sha256::digest(sql.join("\n"));
     let name = format!(
         "inbox-g{GENERATOR_VERSION}-schema{}-{}-{}m-{}s-{}r.db",

@@ -2,7 +2,7 @@
 //! native adapter, log lines captured. No wasm build; each test runs in milliseconds.
 
 use super::*;
-use crate::storage::testing::TestDb;
+use crate::storage::testing::{ServerLike, TestDb};
 use crate::storage::{read_counters, SqlValue};
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -17,6 +17,8 @@ struct FakeRuntime {
     db: TestDb,
     /// Opening the database fails, as an unreachable libSQL server.
     db_unavailable: bool,
+    /// The database is reached as a libSQL server is, with its round trips recorded.
+    server: Option<ServerLike>,
     logs: RefCell<Vec<String>>,
 }
 
@@ -27,6 +29,7 @@ impl FakeRuntime {
             vars_unavailable: false,
             db: TestDb::new(),
             db_unavailable: false,
+            server: None,
             logs: RefCell::new(Vec::new()),
         }
     }
@@ -64,6 +67,9 @@ impl Runtime for FakeRuntime {
     fn open_database(&self) -> Result<Box<dyn Database>, StorageError> {
         if self.db_unavailable {
             return Err(StorageError::other("connection refused"));
+        }
+        if let Some(server) = &self.server {
+            return Ok(Box::new(server.reconnect()));
         }
         Ok(Box::new(TestDb::open(&self.db.path())))
     }
@@ -332,4 +338,65 @@ fn admin_routes_need_a_configured_token() {
     assert_eq!(rt.log_lines().last().unwrap()["removed"], 1);
     let resp = run(&rt, request("DELETE", "/messages?to=%2B1", &bearer, b""));
     assert_eq!(resp.status.as_u16(), 422);
+}
+
+/// On a libSQL server every statement is a round trip, and a transaction holds the server's
+/// only write slot from its first to its last: every writer of every instance waits. No
+/// request that delivers (stored, duplicate, refused, or the one that folds a batch) may
+/// leave a transaction open across round trips, and storing a new message is one round trip.
+#[test]
+fn on_a_server_no_delivery_holds_a_transaction_across_round_trips() {
+    let mut rt = FakeRuntime::configured();
+    crate::storage::prepare(&rt.db).unwrap();
+    let server = ServerLike::open(&rt.db.path());
+    rt.server = Some(server.clone());
+    let batch = crate::storage::FOLD_EVERY as usize;
+    let mut per_message = Vec::new();
+    for i in 0..batch + 10 {
+        let before = server.round_trips().len();
+        let resp = run(&rt, signed(&message(&format!("m{i:04}"))));
+        assert_eq!(resp.status.as_u16(), 200);
+        per_message.push(server.round_trips().len() - before);
+    }
+    // One round trip per new message; the request that filled the batch also folded it.
+    let folding = batch - 1;
+    assert!(
+        per_message
+            .iter()
+            .enumerate()
+            .all(|(i, n)| *n == 1 || i == folding),
+        "{per_message:?}"
+    );
+    assert!(per_message[folding] > 1, "the batch was folded");
+    assert_eq!(
+        rt.counter("webhook_requests_total", "result=\"created\""),
+        (batch + 10) as f64
+    );
+    // A duplicate, a bad signature, an invalid message.
+    assert_eq!(run(&rt, signed(&message("m0001"))).status.as_u16(), 200);
+    let forged = request(
+        "POST",
+        "/webhook",
+        &[("x-signature", "sha256=00")],
+        &message("x"),
+    );
+    assert_eq!(run(&rt, forged).status.as_u16(), 401);
+    assert_eq!(run(&rt, signed(b"{}")).status.as_u16(), 422);
+    // The search index lagging behind: a search indexes a batch after its answer.
+    rt.db
+        .conn()
+        .execute_batch(
+            "DELETE FROM messages_search; UPDATE tallies SET n = 0 WHERE kind = 'search';",
+        )
+        .unwrap();
+    let token_free = request("GET", "/messages?q=hello", &[], b"");
+    run(&rt, token_free);
+    assert_eq!(
+        server.transactions_spanning_round_trips(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        rt.counter("webhook_requests_total", "result=\"duplicate\""),
+        1.0
+    );
 }

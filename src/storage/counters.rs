@@ -1,32 +1,34 @@
-//! Metric counters: one multi-row upsert per request, one read per scrape.
+//! Metric counters: rows of `tallies` (kind `metric`), one multi-row upsert per request,
+//! one read per scrape.
 //!
-//! A request that stores a message on a local file writes no counters of its own: its row
-//! in `incoming` carries its latency, measured by SQLite's clock when the storing statement
-//! ran (after any wait for the write lock), and that row stands for the request's counters
-//! (`/webhook` 200, `created`, its latency bucket and sum). Reads add those rows; the fold
-//! adds them to the stored counters. That saves every stored message a second write
-//! transaction. On a libSQL server, whose clock is not the component's, the request writes
-//! its counters after the answer, as every other request does.
+//! A request that stores a message writes no counters of its own: its row in `arrivals`
+//! carries its latency, and that row stands for the request's counters (`/webhook` 200,
+//! `created`, its latency bucket and sum). Reads add the rows the fold has not counted yet;
+//! the fold counts them into `tallies` (src/storage/fold.rs). That saves every stored
+//! message a second write: on a libSQL server, a second network round trip holding the
+//! server's write slot.
 
 use super::{Database, SqlValue, StorageError};
 use crate::metrics::{self, CounterRow, Delta, Increment, WebhookResult, WEBHOOK_REQUESTS};
 use crate::routes::Endpoint;
 
-/// The upsert adding `increments` to their rows, as one statement (one transaction when
-/// run on its own, or part of the caller's).
+/// The upsert adding `increments` to their rows, as one statement.
 pub(super) fn upsert(increments: &[Increment]) -> (String, Vec<SqlValue>) {
-    let mut sql = String::from("INSERT INTO metric_counters (name, labels, value) VALUES ");
-    let mut params = Vec::with_capacity(increments.len() * 3);
+    let mut sql = String::from("INSERT INTO tallies (kind, key, n) VALUES ");
+    let mut params = Vec::with_capacity(increments.len() * 2);
     for (i, inc) in increments.iter().enumerate() {
-        sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
-        params.push(SqlValue::text(inc.name));
-        params.push(SqlValue::text(inc.labels.as_str()));
+        sql.push_str(if i == 0 {
+            "('metric', ?, ?)"
+        } else {
+            ", ('metric', ?, ?)"
+        });
+        params.push(SqlValue::Text(metrics::series_key(inc.name, &inc.labels)));
         params.push(match inc.delta {
             Delta::Count(n) => SqlValue::Integer(n),
             Delta::Amount(x) => SqlValue::Real(x),
         });
     }
-    sql.push_str(" ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value");
+    sql.push_str(" ON CONFLICT (kind, key) DO UPDATE SET n = n + excluded.n");
     (sql, params)
 }
 
@@ -39,52 +41,54 @@ pub fn record(db: &dyn Database, increments: &[Increment]) -> Result<(), Storage
     db.execute(&sql, &params).map(drop)
 }
 
-/// Every counter row, including what the rows waiting in `incoming` stand for: `created` is
-/// counted as messages reach `messages` (the fold), so the rows still in `incoming` are
-/// added here, and so are the requests they carry (see the module's doc). One statement.
+/// Every counter, including what the rows the fold has not counted yet stand for: their
+/// `created`, and the requests that stored them. One statement.
 pub fn read_counters(db: &dyn Database) -> Result<Vec<CounterRow>, StorageError> {
-    let created = WebhookResult::Created;
     let rows = db.execute(
-        "SELECT * FROM (SELECT name, labels, sum(value) FROM ( \
-             SELECT name, labels, value FROM metric_counters \
-             UNION ALL SELECT ?, ?, count(*) FROM incoming) \
-         GROUP BY name, labels) \
-         UNION ALL SELECT NULL, NULL, latency_ms FROM incoming WHERE latency_ms IS NOT NULL",
-        &[
-            SqlValue::text(WEBHOOK_REQUESTS),
-            SqlValue::text(created.labels()),
-        ],
+        "WITH pending AS MATERIALIZED ( \
+             SELECT latency_ms FROM arrivals \
+             WHERE seq > (SELECT n FROM tallies WHERE kind = 'inbox' AND key = 'counted_through')) \
+         SELECT key, n FROM tallies WHERE kind = 'metric' \
+         UNION ALL SELECT ?, count(*) FROM pending \
+         UNION ALL SELECT NULL, latency_ms FROM pending WHERE latency_ms IS NOT NULL",
+        &[SqlValue::Text(metrics::series_key(
+            WEBHOOK_REQUESTS,
+            &WebhookResult::Created.labels(),
+        ))],
     )?;
-    let mut counters = Vec::new();
+    let mut counters: Vec<CounterRow> = Vec::new();
     let mut latencies = Vec::new();
     for row in &rows {
         match row.as_slice() {
-            [SqlValue::Null, SqlValue::Null, latency] => latencies.extend(latency.as_f64()),
-            [name, labels, value] => counters.extend((|| {
-                Some(CounterRow {
-                    name: name.as_str()?.to_owned(),
-                    labels: labels.as_str()?.to_owned(),
-                    value: value.as_f64()?,
-                })
-            })()),
+            [SqlValue::Null, latency] => latencies.extend(latency.as_f64()),
+            [key, value] => {
+                let (Some(key), Some(value)) = (key.as_str(), value.as_f64()) else {
+                    continue;
+                };
+                let (name, labels) = metrics::split_series_key(key);
+                add(&mut counters, name, labels, value);
+            }
             _ => {}
         }
     }
     for inc in stored_requests(latencies) {
-        let value = inc.delta.value();
-        match counters
-            .iter_mut()
-            .find(|c| c.name == inc.name && c.labels == inc.labels)
-        {
-            Some(row) => row.value += value,
-            None => counters.push(CounterRow {
-                name: inc.name.to_owned(),
-                labels: inc.labels,
-                value,
-            }),
-        }
+        add(&mut counters, inc.name, &inc.labels, inc.delta.value());
     }
     Ok(counters)
+}
+
+fn add(counters: &mut Vec<CounterRow>, name: &str, labels: &str, value: f64) {
+    match counters
+        .iter_mut()
+        .find(|c| c.name == name && c.labels == labels)
+    {
+        Some(row) => row.value += value,
+        None => counters.push(CounterRow {
+            name: name.to_owned(),
+            labels: labels.to_owned(),
+            value,
+        }),
+    }
 }
 
 /// What the requests that stored messages with these latencies add to the counters, summed
@@ -104,19 +108,6 @@ fn stored_requests(latencies: impl IntoIterator<Item = f64>) -> Vec<Increment> {
         }
     }
     sums
-}
-
-/// Adds the requests carried by the rows in `incoming` to the stored counters; part of the
-/// fold, before it empties `incoming`.
-pub(super) fn fold_stored_requests(db: &dyn Database) -> Result<(), StorageError> {
-    let rows = db.execute(
-        "SELECT latency_ms FROM incoming WHERE latency_ms IS NOT NULL",
-        &[],
-    )?;
-    let latencies = rows
-        .iter()
-        .filter_map(|row| row.first().and_then(SqlValue::as_f64));
-    record(db, &stored_requests(latencies))
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -157,7 +148,7 @@ mod tests {
         let stored: String = db
             .conn()
             .query_row(
-                "SELECT typeof(value) FROM metric_counters WHERE name = 'http_requests_total'",
+                "SELECT typeof(n) FROM tallies WHERE key LIKE 'http_requests_total %'",
                 [],
                 |r| r.get(0),
             )

@@ -9,9 +9,11 @@
 pub enum ErrorKind {
     /// A table is not there: a fresh database, or one a newer schema step has not reached.
     MissingSchema,
-    /// Another writer held the lock past the busy timeout, or (libSQL) the server
-    /// interrupted the statement to hand its write lock to another connection. Either way
-    /// the statement changed nothing and may run again.
+    /// Another writer held the lock past the busy timeout; or a libSQL server refused the
+    /// request for now (too many at once, no connection free within its wait, a
+    /// transaction of ours rolled back after holding the write slot too long), or
+    /// interrupted the statement. The statement, or the transaction, may run again: every
+    /// write on the ingest path is idempotent.
     Busy,
     /// The backend refuses the statement itself. The libSQL client refuses the pragmas that
     /// only mean something for a local file, before anything goes over the network.
@@ -33,9 +35,18 @@ impl StorageError {
         let lower = message.to_ascii_lowercase();
         let kind = if lower.contains("no such table") {
             ErrorKind::MissingSchema
-        } else if lower.contains("database is locked")
-            || lower.contains("database is busy")
-            || lower.contains("sqlite_interrupt")
+        } else if [
+            "database is locked",
+            "database is busy",
+            "sqlite_interrupt",
+            // sqld 0.24.32's own refusals (libsql-server/src/error.rs).
+            "too many concurrent requests",
+            "timed out while opening database connection",
+            "server can't handle additional transactions",
+            "transaction timed-out",
+        ]
+        .iter()
+        .any(|transient| lower.contains(transient))
         {
             ErrorKind::Busy
         } else if lower.contains("unsupported statement") {
@@ -86,6 +97,16 @@ mod tests {
             kind("Hrana: `cursor error: `error at step 0: (error code: SQLITE_INTERRUPT) `SQLite error: interrupted```"),
             ErrorKind::Busy
         );
+        // sqld refusing more work for now: its cap on concurrent requests (128 unless
+        // `--max-concurrent-requests` says otherwise), no connection within its wait, and a
+        // transaction rolled back after holding the write slot past 5 s.
+        for refusal in [
+            "Hrana: `api error: `status=429 Too Many Requests, body={\"error\":\"Too many concurrent requests\"}``",
+            "Hrana: `api error: `status=500 Internal Server Error, body={\"error\":\"Timed out while opening database connection\"}``",
+            "Hrana: `stream error: `Transaction timed-out``",
+        ] {
+            assert_eq!(kind(refusal), ErrorKind::Busy, "{refusal}");
+        }
         assert_eq!(kind("disk I/O error"), ErrorKind::Other);
     }
 }

@@ -10,7 +10,7 @@
 use super::{first_value, in_transaction, search, Database, StorageError};
 
 /// The schema this build expects; `migrations.sql` ends by setting `user_version` to it.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 const MIGRATIONS: &str = include_str!("../../migrations.sql");
 
@@ -31,7 +31,7 @@ pub fn statements() -> Vec<String> {
         current.push_str(code);
         if code.ends_with(';') {
             let statement = std::mem::take(&mut current);
-            let search_index = ["messages_fts", "search_state"]
+            let search_index = ["messages_search", "messages_fts"]
                 .iter()
                 .any(|name| statement.contains(name));
             if search::ENABLED || !search_index {
@@ -156,7 +156,7 @@ mod tests {
         ensure(&db).unwrap();
         let hours: Vec<(String, i64)> = db
             .conn()
-            .prepare("SELECT hour, messages FROM hour_counts ORDER BY hour")
+            .prepare("SELECT key, n FROM tallies WHERE kind = 'hour' ORDER BY key")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
@@ -181,7 +181,7 @@ mod tests {
         let eleven: i64 = db
             .conn()
             .query_row(
-                "SELECT messages FROM hour_counts WHERE hour = '2025-01-15T11'",
+                "SELECT n FROM tallies WHERE kind = 'hour' AND key = '2025-01-15T11'",
                 [],
                 |r| r.get(0),
             )

@@ -10,9 +10,9 @@
 //! **Off the write path.** The storing statement does not touch the index (an index written
 //! per message capped ingestion near 600 messages/s). The fold adds each batch of new rows
 //! ([`index_batch`]), where FTS5 takes a few hundred rows for little more than one. Rows
-//! above `search_state.indexed_through` are not in the index yet: a database upgraded from
+//! above the `('search', 'indexed_through')` tally are not in the index yet: a database upgraded from
 //! an older version until the index catches up. A search scans them (a rowid range) and
-//! adds them, with the rows still in `incoming`, so every search is exact whatever the index
+//! adds them, with the rows of `arrivals` not copied yet, so every search is exact whatever the index
 //! holds. Each fold, and each search that finds such a tail, indexes at most
 //! [`BACKFILL_ROWS`] more, so no request holds the write lock for long.
 //!
@@ -84,10 +84,10 @@ pub fn plan(db: &dyn Database, term: &str) -> Result<(SearchPlan, i64), StorageE
     // The limit is written as a number, not bound (see the `storage` module's doc).
     let rows = db.execute(
         &format!(
-            "SELECT (SELECT count(*) FROM (SELECT rowid FROM messages_fts \
-                                           WHERE messages_fts MATCH ?1 LIMIT {})), \
+            "SELECT (SELECT count(*) FROM (SELECT rowid FROM messages_search \
+                                           WHERE messages_search MATCH ?1 LIMIT {})), \
                     coalesce((SELECT max(seq) FROM messages), 0) \
-                        - (SELECT indexed_through FROM search_state WHERE id = 1)",
+                        - ({INDEXED_THROUGH})",
             INDEX_MAX_CANDIDATES + 1
         ),
         &[SqlValue::Text(query.clone())],
@@ -104,17 +104,22 @@ pub fn plan(db: &dyn Database, term: &str) -> Result<(SearchPlan, i64), StorageE
     Ok((plan, unindexed))
 }
 
-/// Adds the next rows above the watermark to the index, at most `max_rows` of them, inside
-/// the caller's transaction; how many rows the watermark moved over.
+/// The last row the search index has seen: rows above it are searched without it.
+pub(super) const INDEXED_THROUGH: &str =
+    "SELECT n FROM tallies WHERE kind = 'search' AND key = 'indexed_through'";
+
+/// Adds the next rows above the watermark to the index, at most `max_rows` of them; how many
+/// rows the watermark moved over. Three statements, none holding a transaction open: the
+/// range is read, indexed, and then the watermark moves to its end. Writing a row the index
+/// already holds replaces it (`contentless_delete`), so a batch indexed twice (two folds at
+/// once, or one stopped before its last step) does no harm.
 pub(super) fn index_batch(db: &dyn Database, max_rows: i64) -> Result<i64, StorageError> {
     let rows = db.execute(
         &format!(
-            "SELECT indexed_through, \
-                    (SELECT max(seq) FROM (SELECT seq FROM messages \
-                                           WHERE seq > s.indexed_through ORDER BY seq LIMIT {0})), \
-                    (SELECT count(*) FROM (SELECT seq FROM messages \
-                                           WHERE seq > s.indexed_through ORDER BY seq LIMIT {0})) \
-             FROM search_state AS s WHERE id = 1",
+            "SELECT w.n, max(b.seq), count(b.seq) \
+             FROM ({INDEXED_THROUGH}) AS w \
+             LEFT JOIN (SELECT seq FROM messages \
+                        WHERE seq > ({INDEXED_THROUGH}) ORDER BY seq LIMIT {}) AS b",
             max_rows.max(0)
         ),
         &[],
@@ -125,24 +130,22 @@ pub(super) fn index_batch(db: &dyn Database, max_rows: i64) -> Result<i64, Stora
         return Ok(0);
     };
     db.execute(
-        "INSERT INTO messages_fts (rowid, text_folded) \
+        "INSERT OR REPLACE INTO messages_search (rowid, text_folded) \
          SELECT seq, text_folded FROM messages \
          WHERE seq > ?1 AND seq <= ?2 AND text_folded IS NOT NULL",
         &[SqlValue::Integer(from), SqlValue::Integer(through)],
     )?;
     db.execute(
-        "UPDATE search_state SET indexed_through = ?1 WHERE id = 1",
+        "UPDATE tallies SET n = max(n, ?1) WHERE kind = 'search' AND key = 'indexed_through'",
         &[SqlValue::Integer(through)],
     )?;
     Ok(value(2).unwrap_or(0))
 }
 
 /// Takes rows out of the index before they leave `messages` (`?1`: a JSON array of their
-/// `seq`s). An external-content index needs the text it indexed to remove it.
-pub(super) const UNINDEX: &str = "INSERT INTO messages_fts (messages_fts, rowid, text_folded) \
-     SELECT 'delete', seq, text_folded FROM messages \
-     WHERE seq IN (SELECT value FROM json_each(?1)) AND text_folded IS NOT NULL \
-     AND seq <= (SELECT indexed_through FROM search_state WHERE id = 1)";
+/// `seq`s). A row the index never held is no matter.
+pub(super) const UNINDEX: &str =
+    "DELETE FROM messages_search WHERE rowid IN (SELECT value FROM json_each(?1))";
 
 // Tests of the index itself: not for the benchmark's build without it.
 #[cfg(all(
@@ -236,8 +239,8 @@ mod tests {
         // As after an upgrade: the index empty, then caught up a batch at a time.
         db.conn()
             .execute_batch(
-                "INSERT INTO messages_fts (messages_fts) VALUES ('delete-all');
-                 UPDATE search_state SET indexed_through = 0;",
+                "DELETE FROM messages_search;
+                 UPDATE tallies SET n = 0 WHERE kind = 'search';",
             )
             .unwrap();
         assert_eq!(plan(&db, "hello").unwrap().1, 100);
@@ -275,10 +278,10 @@ mod tests {
             )
             .unwrap();
             if (i + 1) % 256 == 0 {
-                fold::fold_within(&db).unwrap();
+                fold::fold(&db).unwrap();
             }
         }
-        fold::fold_within(&db).unwrap();
+        fold::fold(&db).unwrap();
         db.conn().execute_batch("COMMIT").unwrap();
         assert_eq!(plan(&db, "common").unwrap().0, SearchPlan::Scan);
         assert!(matches!(
@@ -318,7 +321,7 @@ mod tests {
                 .collect();
             let lines = db.query_plan(&sql, rusqlite::params_from_iter(params));
             for line in &lines {
-                let scans = line.starts_with("SCAN messages") && !line.contains("messages_fts");
+                let scans = line.starts_with("SCAN messages") && !line.contains("messages_search");
                 let walks = scans || line.contains("messages_by");
                 assert!(!walks, "{raw}: {line}\n{lines:#?}");
             }
@@ -337,7 +340,7 @@ mod tests {
         let matching = |term: &str| -> i64 {
             db.conn()
                 .query_row(
-                    "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?",
+                    "SELECT count(*) FROM messages_search WHERE messages_search MATCH ?",
                     [index_query(term).unwrap()],
                     |r| r.get(0),
                 )
@@ -360,7 +363,7 @@ mod tests {
         // The index is still consistent with its content table.
         db.conn()
             .execute(
-                "INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')",
+                "INSERT INTO messages_search (messages_search) VALUES ('integrity-check')",
                 [],
             )
             .unwrap();

@@ -112,6 +112,65 @@ impl Database for Recorder {
     }
 }
 
+/// A libSQL server as the component sees it through Spin: the client refuses the pragmas
+/// that only mean something for a local file (so the session takes it for a server), and
+/// every statement is one network round trip. It records each round trip, and every one
+/// after which a transaction was still open: on a server that transaction would hold the
+/// only write slot while the component and the network took their time. Clones share the
+/// record; each has its own connection, as each request does.
+#[derive(Clone)]
+pub struct ServerLike {
+    db: Rc<TestDb>,
+    trips: Rc<RefCell<Vec<String>>>,
+    spanning: Rc<RefCell<Vec<String>>>,
+}
+
+impl ServerLike {
+    pub fn open(path: &Path) -> ServerLike {
+        ServerLike {
+            db: Rc::new(TestDb::open(path)),
+            trips: Rc::default(),
+            spanning: Rc::default(),
+        }
+    }
+
+    /// The same record, on a new connection (the next request's).
+    pub fn reconnect(&self) -> ServerLike {
+        ServerLike {
+            db: Rc::new(TestDb::open(&self.db.path())),
+            ..self.clone()
+        }
+    }
+
+    /// Every statement sent so far: one round trip each.
+    pub fn round_trips(&self) -> Vec<String> {
+        self.trips.borrow().clone()
+    }
+
+    /// The statements after which a transaction was left open for the next round trip.
+    pub fn transactions_spanning_round_trips(&self) -> Vec<String> {
+        self.spanning.borrow().clone()
+    }
+}
+
+impl Database for ServerLike {
+    fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<Rows, StorageError> {
+        let local_only = ["busy_timeout", "journal_mode", "synchronous"]
+            .iter()
+            .any(|p| sql.starts_with(&format!("PRAGMA {p} =")));
+        if local_only {
+            // libsql 0.5's client refuses these itself, without a round trip.
+            return Err(StorageError::from_text("unsupported statement"));
+        }
+        self.trips.borrow_mut().push(sql.to_owned());
+        let result = self.db.execute(sql, params);
+        if !self.db.conn().is_autocommit() {
+            self.spanning.borrow_mut().push(sql.to_owned());
+        }
+        result
+    }
+}
+
 /// A database that compiles every statement afresh, as Spin does on each request's new
 /// connection, and records the statements SQLite compiled a second time to run them. It does
 /// that when a bound value can shape the plan (`LIMIT ?` is one): binding expires the first
@@ -146,14 +205,35 @@ impl Database for CompiledOnce {
     }
 }
 
-/// Turns a current database into what version 2 left: every message in `messages`, no
-/// `incoming` or `fold_state`, and the aggregate trigger version 2 kept (which also counted
-/// `created`).
+/// Turns a current database into what version 2 left: every message in `messages`, the
+/// counts in a table each, no `arrivals`, `tallies` or search index, and the aggregate
+/// trigger version 2 kept (which also counted `created`).
 pub fn downgrade_to_version_2(db: &TestDb) {
     super::fold(db).unwrap();
     db.conn()
         .execute_batch(
-            "DROP TABLE incoming; DROP TABLE fold_state;
+            "CREATE TABLE sender_counts (sender TEXT PRIMARY KEY, messages INTEGER NOT NULL)
+                 WITHOUT ROWID;
+             CREATE INDEX sender_counts_top ON sender_counts (messages DESC, sender);
+             CREATE TABLE recipient_counts (recipient TEXT PRIMARY KEY,
+                 messages INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE hour_counts (hour TEXT PRIMARY KEY, messages INTEGER NOT NULL)
+                 WITHOUT ROWID;
+             CREATE TABLE inbox_totals (id INTEGER PRIMARY KEY CHECK (id = 1),
+                 messages INTEGER NOT NULL, senders INTEGER NOT NULL,
+                 first_key TEXT, first_ts TEXT, last_key TEXT, last_ts TEXT);
+             CREATE TABLE metric_counters (name TEXT NOT NULL, labels TEXT NOT NULL,
+                 value NOT NULL, PRIMARY KEY (name, labels)) WITHOUT ROWID;
+             INSERT INTO sender_counts SELECT key, n FROM tallies WHERE kind = 'sender';
+             INSERT INTO recipient_counts SELECT key, n FROM tallies WHERE kind = 'recipient';
+             INSERT INTO hour_counts SELECT key, n FROM tallies WHERE kind = 'hour';
+             INSERT INTO inbox_totals (id, messages, senders) VALUES (1,
+                 (SELECT n FROM tallies WHERE kind = 'inbox' AND key = 'messages'),
+                 (SELECT n FROM tallies WHERE kind = 'inbox' AND key = 'senders'));
+             INSERT INTO metric_counters
+                 SELECT substr(key, 1, instr(key, ' ') - 1), substr(key, instr(key, ' ') + 1), n
+                 FROM tallies WHERE kind = 'metric';
+             DROP TABLE arrivals; DROP TABLE tallies; DROP TABLE messages_search;
              CREATE TRIGGER messages_aggregate AFTER INSERT ON messages
              BEGIN
                  INSERT INTO sender_counts (sender, messages) VALUES (NEW.sender, 1)
@@ -300,4 +380,15 @@ pub fn check_reads(db: &TestDb, all: &[NewMessage], created: usize) {
         .map(|r| r.value)
         .sum();
     assert_eq!(created_count, created as f64);
+    let mut per_hour = std::collections::BTreeMap::new();
+    for m in all {
+        *per_hour.entry(m.ts_key[..13].to_owned()).or_insert(0i64) += 1;
+    }
+    let hourly = super::hourly(db, "0000-01-01T00", "9999-12-31T23").unwrap();
+    assert_eq!(hourly, per_hour.into_iter().collect::<Vec<_>>(), "hourly");
+    let to_total = ids(db, "to=%2B102&limit=1").1;
+    assert_eq!(
+        to_total,
+        all.iter().filter(|m| m.to == "+102").count() as i64
+    );
 }

@@ -31,7 +31,7 @@ pub use messages::{
     export_page, export_sql, get_message, hourly, insert_message, list_messages, stats, Inserted,
     MessagePage, Stats, StoredMessage, EXPORT_PAGE_ROWS,
 };
-pub use rejections::{LoggedRejection, RejectionPage};
+pub use rejections::{LoggedRejection, RejectionPage, TRIM_EVERY as REJECTION_LOG_TRIM_EVERY};
 pub use schema::{statements as schema_statements, SCHEMA_VERSION};
 pub use search::{index_query, SearchPlan, BACKFILL_ROWS, INDEX_MAX_CANDIDATES};
 pub use session::{apply_local_settings, prepare, Backend, Session, Stored, SERVER_RETRY_MS};

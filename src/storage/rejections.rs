@@ -38,56 +38,68 @@ pub struct RejectionPage {
 pub const TRIM_EVERY: i64 = 32;
 
 /// Stores `entry` with its request's metric `increments`, keeping the newest `keep` entries
-/// (with `keep` = 0, the log is off: nothing is stored and what was kept goes).
+/// (with `keep` = 0, the log is off: nothing is stored and what was kept goes). Each step
+/// is its own statement, so a caller that retries a step refused as busy retries that step
+/// alone ([`store`], [`counters::record`], [`trim`]): an entry is never written twice.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 pub fn record(
     db: &dyn Database,
     entry: &Entry,
     keep: u32,
     increments: &[Increment],
 ) -> Result<(), StorageError> {
-    let trim = if keep > 0 {
-        let stored = db.execute(
-            "INSERT INTO rejections (at, route, status, reason, detail, locs, request_id, \
-                     body_bytes, body_sha256) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-            &[
-                SqlValue::text(entry.at.as_str()),
-                SqlValue::text(entry.route),
-                SqlValue::Integer(i64::from(entry.status)),
-                SqlValue::text(entry.reason.as_str()),
-                SqlValue::text(entry.detail),
-                if entry.locs.is_empty() {
-                    SqlValue::Null
-                } else {
-                    SqlValue::Text(serde_json::to_string(&entry.locs).unwrap_or_default())
-                },
-                SqlValue::text(entry.request_id.as_str()),
-                entry
-                    .body_bytes
-                    .and_then(|n| i64::try_from(n).ok())
-                    .map_or(SqlValue::Null, SqlValue::Integer),
-                entry
-                    .body_sha256
-                    .as_deref()
-                    .map_or(SqlValue::Null, SqlValue::text),
-            ],
-        )?;
-        first_value(&stored)
-            .and_then(SqlValue::as_i64)
-            .is_some_and(|seq| seq % TRIM_EVERY == 0)
-    } else {
-        true
-    };
+    let trim_due = store(db, entry, keep)?;
     counters::record(db, increments)?;
-    if trim {
-        // An index range on the rowid: nothing to read when nothing is due.
-        db.execute(
-            "DELETE FROM rejections \
-             WHERE seq <= (SELECT coalesce(max(seq), 0) FROM rejections) - ?1",
-            &[SqlValue::Integer(i64::from(keep))],
-        )?;
+    if trim_due {
+        trim(db, keep)?;
     }
     Ok(())
+}
+
+/// Adds `entry` unless the log is off; whether the table is due a [`trim`].
+pub fn store(db: &dyn Database, entry: &Entry, keep: u32) -> Result<bool, StorageError> {
+    if keep == 0 {
+        return Ok(true);
+    }
+    let stored = db.execute(
+        "INSERT INTO rejections (at, route, status, reason, detail, locs, request_id, \
+             body_bytes, body_sha256) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        &[
+            SqlValue::text(entry.at.as_str()),
+            SqlValue::text(entry.route),
+            SqlValue::Integer(i64::from(entry.status)),
+            SqlValue::text(entry.reason.as_str()),
+            SqlValue::text(entry.detail),
+            if entry.locs.is_empty() {
+                SqlValue::Null
+            } else {
+                SqlValue::Text(serde_json::to_string(&entry.locs).unwrap_or_default())
+            },
+            SqlValue::text(entry.request_id.as_str()),
+            entry
+                .body_bytes
+                .and_then(|n| i64::try_from(n).ok())
+                .map_or(SqlValue::Null, SqlValue::Integer),
+            entry
+                .body_sha256
+                .as_deref()
+                .map_or(SqlValue::Null, SqlValue::text),
+        ],
+    )?;
+    Ok(first_value(&stored)
+        .and_then(SqlValue::as_i64)
+        .is_some_and(|seq| seq % TRIM_EVERY == 0))
+}
+
+/// Deletes the entries beyond the newest `keep`: an index range on the rowid, nothing to
+/// read when nothing is due.
+pub fn trim(db: &dyn Database, keep: u32) -> Result<(), StorageError> {
+    db.execute(
+        "DELETE FROM rejections WHERE seq <= (SELECT coalesce(max(seq), 0) FROM rejections) - ?1",
+        &[SqlValue::Integer(i64::from(keep))],
+    )
+    .map(drop)
 }
 
 /// Up to `limit` entries older than `before` (all when `None`), newest first, among the

@@ -260,9 +260,13 @@ impl<'a> Session<'a> {
         keep: u32,
         increments: &[Increment],
     ) -> Result<(), StorageError> {
-        self.run(Access::Write, |db| {
-            rejections::record(db, entry, keep, increments)
-        })
+        // Each statement retried on its own: the entry is not idempotent.
+        let trim_due = self.run(Access::Write, |db| rejections::store(db, entry, keep))?;
+        self.run(Access::Write, |db| counters::record(db, increments))?;
+        if trim_due {
+            self.run(Access::Write, |db| rejections::trim(db, keep))?;
+        }
+        Ok(())
     }
 
     /// A page of the rejection log, newest first (see [`rejections::list`]).
@@ -737,6 +741,54 @@ mod tests {
         let mut session = Session::new(|| Ok(Box::new(server) as Box<dyn Database>));
         assert_eq!(inserted(&mut session, &message("m1")), Inserted::Created);
         assert_eq!(session.stats().unwrap().total_messages, 1);
+    }
+
+    /// A server that refuses the counters as busy, once, after taking a refused delivery's
+    /// log entry: the counters are retried alone, and the entry is not written twice.
+    #[test]
+    fn a_busy_refusal_after_a_log_entry_retries_only_what_was_refused() {
+        struct BusyOnCounters {
+            db: RefusesLocalSettings,
+            busy: std::cell::Cell<bool>,
+        }
+        impl Database for BusyOnCounters {
+            fn execute(
+                &self,
+                sql: &str,
+                params: &[SqlValue],
+            ) -> Result<super::super::Rows, StorageError> {
+                if sql.starts_with("INSERT INTO tallies") && self.busy.replace(false) {
+                    return Err(StorageError::from_text("database is locked"));
+                }
+                self.db.execute(sql, params)
+            }
+        }
+        let db = TestDb::new();
+        prepare(&db).unwrap();
+        let server = BusyOnCounters {
+            db: RefusesLocalSettings(TestDb::open(&db.path())),
+            busy: std::cell::Cell::new(true),
+        };
+        let mut session = Session::new(|| Ok(Box::new(server) as Box<dyn Database>));
+        let entry = crate::rejections::Rejected::new(
+            crate::rejections::Reason::InvalidSignature,
+            "signature_mismatch",
+            crate::rejections::Body::Unread,
+        )
+        .entry("2026-01-01T00:00:00.000Z".into(), "/webhook", 401, "r1");
+        let increments = [crate::metrics::rejected(
+            crate::rejections::Reason::InvalidSignature,
+        )];
+        session.record_rejection(&entry, 10, &increments).unwrap();
+        let page = session_on(&db.path()).rejections(10, 10, None).unwrap();
+        assert_eq!(page.entries.len(), 1);
+        let counted = counters::read_counters(&db)
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.name == crate::metrics::REJECTIONS)
+            .map(|c| c.value)
+            .sum::<f64>();
+        assert_eq!(counted, 1.0);
     }
 
     #[test]

@@ -88,7 +88,7 @@ fn count_sql() -> String {
              UNION ALL SELECT 'metric', {created}, count(*) FROM batch \
              UNION ALL SELECT 'metric', {requests}, count(*) FROM batch \
                  WHERE latency_ms IS NOT NULL \
-             UNION ALL SELECT 'metric', {bucket_prefix} || {bucket}, count(*) FROM batch \
+             UNION ALL SELECT 'metric', '{bucket_prefix} ' || {bucket}, count(*) FROM batch \
                  WHERE latency_ms IS NOT NULL GROUP BY 2 \
              UNION ALL SELECT 'metric', {sum}, total(latency_ms) FROM batch \
                  WHERE latency_ms IS NOT NULL \
@@ -99,7 +99,7 @@ fn count_sql() -> String {
              ELSE n + excluded.n END",
         created = metric(metrics::WEBHOOK_REQUESTS, &metrics::WebhookResult::Created.labels()),
         requests = metric(metrics::HTTP_REQUESTS, &stored_request_labels()),
-        bucket_prefix = format!("'{} '", metrics::LATENCY_BUCKET),
+        bucket_prefix = metrics::LATENCY_BUCKET,
         sum = metric(metrics::LATENCY_SUM, ""),
     )
 }

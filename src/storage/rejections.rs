@@ -6,8 +6,7 @@
 //! metric increments, and every [`TRIM_EVERY`] entries the oldest beyond the bound go. Reads
 //! serve only the newest `keep`, so the few extra rows between trims are never seen.
 
-use super::{counters, first_value, Database, SqlValue, StorageError};
-use crate::metrics::Increment;
+use super::{first_value, Database, SqlValue, StorageError};
 use crate::rejections::Entry;
 
 /// One stored entry, as read back.
@@ -36,25 +35,6 @@ pub struct RejectionPage {
 
 /// Entries written between two trims of the log.
 pub const TRIM_EVERY: i64 = 32;
-
-/// Stores `entry` with its request's metric `increments`, keeping the newest `keep` entries
-/// (with `keep` = 0, the log is off: nothing is stored and what was kept goes). Each step
-/// is its own statement, so a caller that retries a step refused as busy retries that step
-/// alone ([`store`], [`counters::record`], [`trim`]): an entry is never written twice.
-#[cfg(all(test, not(target_arch = "wasm32")))]
-pub fn record(
-    db: &dyn Database,
-    entry: &Entry,
-    keep: u32,
-    increments: &[Increment],
-) -> Result<(), StorageError> {
-    let trim_due = store(db, entry, keep)?;
-    counters::record(db, increments)?;
-    if trim_due {
-        trim(db, keep)?;
-    }
-    Ok(())
-}
 
 /// Adds `entry` unless the log is off; whether the table is due a [`trim`].
 pub fn store(db: &dyn Database, entry: &Entry, keep: u32) -> Result<bool, StorageError> {
@@ -156,6 +136,25 @@ fn from_row(row: &[SqlValue]) -> Option<LoggedRejection> {
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
+    use super::super::counters;
+    use crate::metrics::Increment;
+
+    /// A refused delivery's entry and counters, as the session writes them (each statement
+    /// retried alone there, so a busy refusal never writes an entry twice).
+    fn record(
+        db: &dyn Database,
+        entry: &Entry,
+        keep: u32,
+        increments: &[Increment],
+    ) -> Result<(), StorageError> {
+        let trim_due = store(db, entry, keep)?;
+        counters::record(db, increments)?;
+        if trim_due {
+            trim(db, keep)?;
+        }
+        Ok(())
+    }
+
     use super::*;
     use crate::metrics::{self, WebhookResult};
     use crate::rejections::{Body, Reason, Rejected};

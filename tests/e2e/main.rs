@@ -14,6 +14,7 @@ mod folding;
 mod headers;
 mod health;
 mod lifecycle;
+mod load;
 mod logs;
 mod messages;
 mod metrics;

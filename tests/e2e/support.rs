@@ -109,13 +109,17 @@ impl App {
         )
     }
 
+    /// Like [`App::start_on`] with [`Backend::Libsql`], on a sqld started with these server
+    /// arguments added, e.g. `["--max-concurrent-requests", "4"]`.
+    pub fn start_on_sqld_with_args(sqld_args: &[&str]) -> App {
+        let sqld = std::sync::Arc::new(Sqld::start_with_args(sqld_args));
+        let env = variables_env(&[("webhook_secret", SECRET)]);
+        App::boot_with(Backend::Libsql, Some(sqld), env, Vec::new())
+    }
+
     fn launch(backend: Backend, vars: &[(&str, &str)], sqlite_statements: Vec<String>) -> App {
         let sqld = (backend == Backend::Libsql).then(|| std::sync::Arc::new(Sqld::start()));
-        let env = vars
-            .iter()
-            .map(|(k, v)| (format!("SPIN_VARIABLE_{}", k.to_uppercase()), v.to_string()))
-            .collect();
-        App::boot_with(backend, sqld, env, sqlite_statements)
+        App::boot_with(backend, sqld, variables_env(vars), sqlite_statements)
     }
 
     fn boot_with(
@@ -187,6 +191,11 @@ impl App {
                 conn.execute(sql, ()).await.map(drop)
             }),
         }
+    }
+
+    /// The libSQL server's own log so far (for [`Backend::Libsql`] apps).
+    pub fn sqld_log(&self) -> String {
+        self.sqld.as_ref().expect("a libSQL server").log()
     }
 
     /// Stops the libSQL server under a running app: its database becomes unreachable.
@@ -310,6 +319,13 @@ impl App {
         let lines: Vec<&str> = stdout.lines().collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
+}
+
+/// Application variables (name, value) as the environment `spin up` reads them from.
+fn variables_env(vars: &[(&str, &str)]) -> HashMap<String, String> {
+    vars.iter()
+        .map(|(k, v)| (format!("SPIN_VARIABLE_{}", k.to_uppercase()), v.to_string()))
+        .collect()
 }
 
 /// Runs `op` with a libSQL client of its own (the same client the host uses).

@@ -23,8 +23,9 @@ use crate::scenarios::{self, Fresh, Group, Scenario};
 use crate::serve::{Db, ServeSpec};
 use crate::Options;
 
-/// The fixture's one table; the benchmark creates it (in WAL mode) before serving.
-const SCHEMA: &str = "CREATE TABLE bodies (body BLOB NOT NULL)";
+/// The fixture's one table; the benchmark creates it (in WAL mode on a local file) before
+/// serving.
+pub const SCHEMA: &str = "CREATE TABLE bodies (body BLOB NOT NULL)";
 /// Connections of every comparison here: the figure is at 16.
 const CONCURRENCY: usize = 16;
 
@@ -82,6 +83,18 @@ impl Shares {
             self.low * 100.0,
             self.high * 100.0,
             self.rounds
+        )
+    }
+
+    /// "0.52 (0.47-0.57 over 5 rounds)", or with `suffix` "x" "1.52x (1.47x-1.57x over ...)".
+    pub fn ratio(&self, suffix: &str) -> String {
+        format!(
+            "{:.2}{suffix} ({:.2}{suffix}-{:.2}{suffix} over {} round{})",
+            self.median,
+            self.low,
+            self.high,
+            self.rounds,
+            if self.rounds == 1 { "" } else { "s" }
         )
     }
 }
@@ -239,9 +252,7 @@ impl Apps {
     /// Builds the fixture (its manifest's build command, once), creates its database, and
     /// copies the seeded set for the component.
     pub fn prepare(setup: &Setup) -> Result<Apps> {
-        let app_dir = setup.repo.join("bench/minimal-write");
-        eprintln!("building the minimal-write component ...");
-        let wasm = spin_test_host::build_component(&app_dir)?;
+        let (app_dir, wasm) = build_fixture(setup)?;
         let dir = setup.work.path();
         let fixture_db = dir.join("minimal-write.db");
         create_db(&fixture_db)?;
@@ -278,6 +289,14 @@ impl Apps {
             without_index,
         })
     }
+}
+
+/// Builds the fixture (its manifest's build command): its app dir and its `.wasm`.
+pub fn build_fixture(setup: &Setup) -> Result<(PathBuf, PathBuf)> {
+    let app_dir = setup.repo.join("bench/minimal-write");
+    eprintln!("building the minimal-write component ...");
+    let wasm = spin_test_host::build_component(&app_dir)?;
+    Ok((app_dir, wasm))
 }
 
 /// webhook-inbox built with feature `without-search-index`, in a target dir of its own so

@@ -264,6 +264,7 @@ fn purge_rate(
         max_time: Duration::from_secs_f64(opts.seconds * 2.0),
         warmup: 0,
         source: std::sync::Arc::new(move |_| request.clone()),
+        request_timeout: None,
     };
     eprintln!(
         "{} with retention_days {retention_days} ({due_at_start} due) ...",

@@ -42,6 +42,7 @@ impl Req {
 /// Request `i` of a scenario.
 pub type Source = Arc<dyn Fn(usize) -> Req + Send + Sync>;
 
+#[derive(Clone)]
 pub struct Plan {
     pub scenario: crate::scenarios::Scenario,
     pub name: String,
@@ -51,6 +52,9 @@ pub struct Plan {
     /// Unmeasured requests first (cold caches, first instantiation), from the same source.
     pub warmup: usize,
     pub source: Source,
+    /// A request with no complete answer by then is given up (a transport error, counted in
+    /// `Measured::timeouts`) and its connection dropped. `None`: waits as long as it takes.
+    pub request_timeout: Option<Duration>,
 }
 
 /// What one scenario measured.
@@ -62,8 +66,10 @@ pub struct Measured {
     pub latencies: Vec<Duration>,
     /// Answers by status code.
     pub statuses: BTreeMap<u16, usize>,
-    /// Connection or protocol failures (no status).
+    /// Connection or protocol failures (no status), timeouts included.
     pub transport_errors: usize,
+    /// Requests given up after the plan's `request_timeout`.
+    pub timeouts: usize,
     pub first_error: Option<String>,
     /// CPU time this process (host, instances, SQLite and the load generator) used during
     /// the timed phase; `None` where `/proc/self/stat` cannot be read.
@@ -97,6 +103,36 @@ impl Measured {
 
     pub fn max(&self) -> Duration {
         self.latencies.last().copied().unwrap_or_default()
+    }
+
+    /// Answered requests that took longer than `limit`.
+    pub fn over(&self, limit: Duration) -> usize {
+        self.latencies.len() - self.latencies.partition_point(|l| *l <= limit)
+    }
+
+    /// Adds `part`'s requests, answers and failures (not its elapsed time or CPU);
+    /// latencies are left unsorted.
+    fn absorb(&mut self, part: Measured) {
+        self.requests += part.requests;
+        self.latencies.extend(part.latencies);
+        for (s, n) in part.statuses {
+            *self.statuses.entry(s).or_default() += n;
+        }
+        self.transport_errors += part.transport_errors;
+        self.timeouts += part.timeouts;
+        self.first_error = self.first_error.take().or(part.first_error);
+    }
+
+    /// Runs that went on at the same time (e.g. against two hosts) as one: their requests
+    /// over the longest one's time. No CPU figure (each run's would count the others').
+    pub fn concurrent(parts: Vec<Measured>) -> Measured {
+        let mut total = Measured::default();
+        for part in parts {
+            total.elapsed = total.elapsed.max(part.elapsed);
+            total.absorb(part);
+        }
+        total.latencies.sort_unstable();
+        total
     }
 
     /// This process's CPU time per answered request.
@@ -148,7 +184,12 @@ impl LoadGen {
             let next = Arc::new(AtomicUsize::new(0));
             let deadline = started + plan.max_time;
             let source = plan.source.clone();
-            let mut m = worker(self.addr, next, source, plan.max_requests, deadline, more).await;
+            let limits = Limits {
+                max: plan.max_requests,
+                deadline,
+                timeout: plan.request_timeout,
+            };
+            let mut m = worker(self.addr, next, source, limits, more).await;
             m.elapsed = started.elapsed();
             m.latencies.sort_unstable();
             m
@@ -161,6 +202,27 @@ impl LoadGen {
             let mut conn = connect(self.addr).await?;
             let (status, body, _) = send(&mut conn, self.addr, &req).await?;
             Ok((status, body))
+        })
+    }
+
+    /// [`LoadGen::fetch`], given up after `timeout`: (status, body, time to the whole answer).
+    pub fn fetch_within(&self, req: Req, timeout: Duration) -> Result<(u16, Bytes, Duration)> {
+        self.rt.block_on(async {
+            let started = Instant::now();
+            let answer = tokio::time::timeout(timeout, async {
+                let mut conn = connect(self.addr).await?;
+                send(&mut conn, self.addr, &req).await
+            })
+            .await;
+            match answer {
+                Ok(Ok((status, body, _))) => Ok((status, body, started.elapsed())),
+                Ok(Err(e)) => Err(e),
+                Err(_) => anyhow::bail!(
+                    "{} {}: no answer within {timeout:?}",
+                    req.method,
+                    req.target
+                ),
+            }
         })
     }
 }
@@ -223,22 +285,17 @@ async fn run(addr: SocketAddr, plan: &Plan) -> Measured {
         .map(|_| {
             let next = next.clone();
             let source = plan.source.clone();
-            let max = plan.max_requests;
-            tokio::spawn(worker(addr, next, source, max, deadline, |_, _: &Bytes| {
-                true
-            }))
+            let limits = Limits {
+                max: plan.max_requests,
+                deadline,
+                timeout: plan.request_timeout,
+            };
+            tokio::spawn(worker(addr, next, source, limits, |_, _: &Bytes| true))
         })
         .collect();
     let mut total = Measured::default();
     for w in workers {
-        let part = w.await.expect("worker task");
-        total.requests += part.requests;
-        total.latencies.extend(part.latencies);
-        for (s, n) in part.statuses {
-            *total.statuses.entry(s).or_default() += n;
-        }
-        total.transport_errors += part.transport_errors;
-        total.first_error = total.first_error.or(part.first_error);
+        total.absorb(w.await.expect("worker task"));
     }
     total.elapsed = started.elapsed();
     total.cpu = process_cpu()
@@ -248,32 +305,51 @@ async fn run(addr: SocketAddr, plan: &Plan) -> Measured {
     total
 }
 
+/// When a worker stops: after `max` requests in all (a shared count), at `deadline`, and each
+/// request after `timeout`.
+struct Limits {
+    max: usize,
+    deadline: Instant,
+    timeout: Option<Duration>,
+}
+
 async fn worker(
     addr: SocketAddr,
     next: Arc<AtomicUsize>,
     source: Source,
-    max: usize,
-    deadline: Instant,
+    limits: Limits,
     mut more: impl FnMut(u16, &Bytes) -> bool,
 ) -> Measured {
     let mut out = Measured::default();
     let mut conn = None;
     loop {
-        if Instant::now() >= deadline {
+        if Instant::now() >= limits.deadline {
             break;
         }
         let i = next.fetch_add(1, Ordering::Relaxed);
-        if i >= max {
+        if i >= limits.max {
             break;
         }
         let req = source(i);
         let started = Instant::now();
         // Connecting is part of the first request's latency, as it is for a real client.
-        let result = match conn.as_mut() {
-            Some(c) => send(c, addr, &req).await,
-            None => match connect(addr).await {
-                Ok(c) => send(conn.insert(c), addr, &req).await,
-                Err(e) => Err(e),
+        let request = async {
+            match conn.as_mut() {
+                Some(c) => send(c, addr, &req).await,
+                None => match connect(addr).await {
+                    Ok(c) => send(conn.insert(c), addr, &req).await,
+                    Err(e) => Err(e),
+                },
+            }
+        };
+        let result = match limits.timeout {
+            None => request.await,
+            Some(limit) => match tokio::time::timeout(limit, request).await {
+                Ok(result) => result,
+                Err(_) => {
+                    out.timeouts += 1;
+                    Err(anyhow::anyhow!("no answer within {limit:?}"))
+                }
             },
         };
         out.requests += 1;

@@ -1,13 +1,15 @@
 //! webhook-inbox benchmark: builds the component, runs it on the project's wasmtime host over
 //! loopback HTTP, and measures ingest, duplicates, reads on a seeded data set, and baselines
 //! (the host's floor, raw SQLite inserts, and a minimal-write component on the same host,
-//! with its call counts, WAL bytes and peak RSS beside the component's), and the data
-//! lifecycle (retention purges, and what they cost ingest). See `bench/README.md`.
+//! with its call counts, WAL bytes and peak RSS beside the component's), the same on a
+//! libSQL server against the minimal write and read there, and the data lifecycle (retention
+//! purges, and what they cost ingest). See `bench/README.md`.
 
 mod baseline;
 mod data;
 mod explain;
 mod fixture;
+mod libsql;
 mod lifecycle;
 mod load;
 mod phases;
@@ -81,7 +83,8 @@ const USAGE: &str = "usage: webhook-inbox-bench [--quick] [--json FILE] [--expla
                      figures, order alternating; targets are judged on their median
                      (default 5; quick 1)
   --only A,B         only the scenarios whose name contains A or B (e.g. storage,/stats,ingest);
-                     phases: storage, libSQL, minimal-write (the comparison, call counts and
+                     phases: storage, libSQL (webhook-inbox on sqld vs the minimal write and
+                     read on sqld, sqld's CPU after load, mixed reads), minimal-write (the comparison, call counts and
                      WAL bytes), memory (peak RSS of child processes), lifecycle (purge
                      rate, ingest with retention off / on / purging)
   --hold-db-open     diagnostic: keep an idle SQLite connection to the served database open,
@@ -157,6 +160,9 @@ struct Output<'a> {
     minimal_write: &'a fixture::Figures,
     /// Retention: the purge loop, and ingest x16 with retention off / on / purging by round.
     lifecycle: &'a lifecycle::Figures,
+    /// libSQL against the minimal write / read on libSQL: rounds, sqld's CPU after the load,
+    /// mixed reads.
+    libsql: &'a libsql::Figures,
     targets: &'a [Target],
     failures: &'a [String],
 }
@@ -222,16 +228,19 @@ fn run() -> Result<bool> {
     rows.extend(local.rows);
     failures.extend(local.failures);
 
+    let mut libsql = libsql::Figures::default();
     if opts.wants("libSQL") {
-        let (libsql_rows, libsql_failures) = phases::libsql(&setup, &opts, &mut fresh)?;
+        let (libsql_rows, figures, libsql_failures) = libsql::run(&setup, &opts, &mut fresh)?;
         rows.extend(libsql_rows);
+        libsql = figures;
         failures.extend(libsql_failures);
     }
 
     let (minimal, lifecycle) = comparisons(&setup, &opts, &mut fresh, &mut rows, &mut failures)?;
 
     failures.extend(phases::row_failures(&rows));
-    let targets = scenarios::targets(&rows, &minimal, &lifecycle);
+    let mut targets = scenarios::targets(&rows, &minimal, &lifecycle);
+    targets.extend(libsql::targets(&libsql));
     let load_after = phases::load_average();
     print_report(
         &setup,
@@ -242,6 +251,7 @@ fn run() -> Result<bool> {
         local.db_locked_total,
         &minimal,
         &lifecycle,
+        &libsql,
         &targets,
         &profiles,
         &reads,
@@ -261,6 +271,7 @@ fn run() -> Result<bool> {
             rows: &rows,
             minimal_write: &minimal,
             lifecycle: &lifecycle,
+            libsql: &libsql,
             targets: &targets,
             failures: &failures,
         };
@@ -340,6 +351,7 @@ fn print_report(
     db_locked_total: usize,
     minimal: &fixture::Figures,
     lifecycle: &lifecycle::Figures,
+    libsql: &libsql::Figures,
     targets: &[Target],
     profiles: &std::collections::HashMap<scenarios::Scenario, explain::SqlProfile>,
     reads: &[load::Plan],
@@ -402,6 +414,7 @@ fn print_report(
         setup.load_before,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    libsql::print(libsql);
     fixture::print(minimal);
     lifecycle::print(lifecycle);
     println!("seeded data checked through HTTP:");

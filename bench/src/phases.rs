@@ -1,6 +1,6 @@
 //! The run's phases, each with one job: build and seed, the raw-SQLite storage baselines,
-//! the native SQL profiles of the reads, the component on a local file, the same on a libSQL
-//! server. The minimal-write comparison and the memory figures are in `fixture.rs`.
+//! the native SQL profiles of the reads, the component on a local file. The libSQL phase is
+//! in `libsql.rs`, the minimal-write comparison and the memory figures in `fixture.rs`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde::Serialize;
-use spin_test_host::sqld::Sqld;
 use spin_test_host::Host;
 
 use crate::baseline::{self, Connections};
@@ -149,8 +148,7 @@ pub fn storage(
     // The search index is written by folds, after answers; what every request pays for it
     // is parsing its tables with the schema. The same inserts on a copy without them:
     let without = setup.copy_of_seeded("storage-without-search.db")?;
-    rusqlite::Connection::open(&without)?
-        .execute_batch("DROP TABLE messages_search;")?;
+    rusqlite::Connection::open(&without)?.execute_batch("DROP TABLE messages_search;")?;
     eprintln!("storage baseline: new connection per transaction, without the search index ...");
     let messages = Arc::new(fresh.parsed(opts.write_requests));
     let m = baseline::insert(&without, 16, Connections::PerTransaction, messages, cap)?;
@@ -377,76 +375,6 @@ pub fn component_spec(setup: &Setup, config_name: &str, db: Db) -> Result<ServeS
     )
 }
 
-/// The read scenarios the libSQL phase repeats.
-const LIBSQL_READS: [Scenario; 5] = [
-    Scenario::FirstPage,
-    Scenario::Page30,
-    Scenario::Page100,
-    Scenario::FromFilter,
-    Scenario::Stats,
-];
-
-/// The core scenarios once more with `default` on a libSQL server (sqld serving a copy of
-/// the same seeded set), in the same run as the local file: pages, `/stats`, and ingest at 1
-/// (and, outside quick mode, 16) connections, whose 200s must all show up in `/stats`.
-pub fn libsql(setup: &Setup, opts: &Options, fresh: &mut Fresh) -> Result<(Vec<Row>, Vec<String>)> {
-    eprintln!("starting sqld on a copy of the data set ...");
-    let sqld = Sqld::serving_copy_of(&setup.seeding.path);
-    let host =
-        component_spec(setup, "runtime-config-libsql.toml", Db::Libsql(&sqld.url()))?.start()?;
-    let load = LoadGen::new(host.addr())?;
-    warm_up(&load)?;
-    let cap = Duration::from_secs_f64(opts.seconds);
-    let mut plans: Vec<Plan> = scenarios::reads(setup.shape, opts)
-        .into_iter()
-        .filter(|p| LIBSQL_READS.contains(&p.scenario))
-        .collect();
-    plans.push(scenarios::ingest(fresh, opts, 1, cap));
-    // Not in CI's quick run: sqld 0.24.32 on 2 cores was seen to spin at 100%+ CPU after
-    // 16 concurrent writers, answering nothing for minutes (see docs/design.md, libSQL).
-    if !opts.quick {
-        plans.push(scenarios::ingest(fresh, opts, 16, cap));
-    }
-    let mut rows = Vec::new();
-    let mut created = 0;
-    for plan in &plans {
-        eprintln!("libSQL: {} x{} ...", plan.name, plan.concurrency);
-        let m = load.run(plan);
-        let row = Row::of(Group::Libsql, plan, &m);
-        if plan.scenario == Scenario::Ingest {
-            created += row.statuses.get(&200).copied().unwrap_or(0);
-        }
-        rows.push(row);
-    }
-    let mut failures: Vec<String> = total_differs(
-        &load,
-        setup.shape.messages as usize + created,
-        "libSQL: after ingest",
-    )?
-    .into_iter()
-    .collect();
-    for r in rows.iter().filter(|r| r.errors > 0) {
-        // 503s past the lock budget are the documented overload answer, not breakage.
-        let overload = r.statuses.get(&503).copied().unwrap_or(0) == r.errors;
-        if overload {
-            println!(
-                "NOTE: libSQL {} x{}: {} retryable 503s",
-                r.scenario, r.concurrency, r.errors
-            );
-        } else {
-            failures.push(format!(
-                "libSQL: {} x{}: {} errors (first: {})",
-                r.scenario,
-                r.concurrency,
-                r.errors,
-                r.first_error.as_deref().unwrap_or("?")
-            ));
-        }
-    }
-    host.shutdown();
-    Ok((rows, failures))
-}
-
 /// Errors in the local-file and minimal-write rows: retryable 503s from lock waits under 64+
 /// concurrent writers are the documented limit (a NOTE and a target miss); anything else is
 /// breakage and fails the run. Storage-baseline failures are SQLite's own, shown only; the
@@ -462,7 +390,12 @@ pub fn row_failures(rows: &[Row]) -> Vec<String> {
     }
     rows.iter()
         .filter(|r| r.errors > 0)
-        .filter(|r| !matches!(r.group, Group::Storage | Group::Libsql))
+        .filter(|r| {
+            !matches!(
+                r.group,
+                Group::Storage | Group::Libsql | Group::LibsqlReads | Group::LibsqlIngest
+            )
+        })
         .filter(|r| !known_overload(r))
         .map(|r| {
             format!(

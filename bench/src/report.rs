@@ -36,6 +36,14 @@ pub struct Row {
     pub per_connection_ratio: Option<f64>,
     /// Requests/s over the minimal-write component's in the same round.
     pub minimal_write_ratio: Option<f64>,
+    /// p99 over the minimal-write component's in the same round (libSQL rows).
+    pub minimal_write_p99_ratio: Option<f64>,
+    /// p50 over the minimal read's in the same round (libSQL reads).
+    pub minimal_read_ratio: Option<f64>,
+    /// Answers that took more than 2 s (libSQL rows).
+    pub over_2s: Option<usize>,
+    /// Requests given up after the scenario's per-request timeout (also in `errors`).
+    pub timeouts: usize,
     /// Requests/s over retention-off ingest in the same round (lifecycle rows).
     pub retention_off_ratio: Option<f64>,
     /// Messages removed per second (the purge row).
@@ -84,6 +92,10 @@ impl Row {
             storage_ratio: None,
             per_connection_ratio: None,
             minimal_write_ratio: None,
+            minimal_write_p99_ratio: None,
+            minimal_read_ratio: None,
+            over_2s: None,
+            timeouts: m.timeouts,
             retention_off_ratio: None,
             purged_per_s: None,
             peak_rss_kib: None,
@@ -112,6 +124,15 @@ impl Row {
         if let Some(r) = self.minimal_write_ratio {
             notes.push(format!("{:.0}% of the minimal-write round", r * 100.0));
         }
+        if let Some(r) = self.minimal_write_p99_ratio {
+            notes.push(format!("p99 {r:.2}x the minimal write's"));
+        }
+        if let Some(r) = self.minimal_read_ratio {
+            notes.push(format!("p50 {r:.2}x the minimal read's"));
+        }
+        if let Some(n) = self.over_2s.filter(|n| *n > 0) {
+            notes.push(format!("{n} over 2 s"));
+        }
         if let Some(r) = self.retention_off_ratio {
             notes.push(format!("{:.0}% of the retention-off round", r * 100.0));
         }
@@ -138,6 +159,9 @@ impl Row {
         }
         if self.transport_errors > 0 {
             notes.push(format!("{} transport", self.transport_errors));
+        }
+        if self.timeouts > 0 {
+            notes.push(format!("{} of them timeouts", self.timeouts));
         }
         if let Some(n) = self.db_locked.filter(|n| *n > 0) {
             notes.push(format!("{n} 'database is locked'"));

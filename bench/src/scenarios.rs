@@ -63,6 +63,13 @@ pub enum Scenario {
     /// `POST /webhook` of unique messages to webhook-inbox built without the search index
     /// (feature `without-search-index`), on a copy of the data set without its tables.
     IngestWithoutSearchIndex,
+    /// The minimal-write component's `GET /read?id=N`: one SELECT of one row by its key.
+    MinimalRead,
+    /// `POST /webhook` of unique messages through two hosts on one libSQL server at once,
+    /// half the connections each.
+    IngestTwoHosts,
+    /// A mix of the read routes, taken in turn (libSQL phase).
+    MixedReads,
     /// Raw SQLite inserts (no host).
     StorageInsert(Connections),
     /// The same as `StorageInsert(PerTransaction)` on a copy without the search index's
@@ -79,6 +86,10 @@ pub enum Group {
     Ingest,
     Duplicates,
     Libsql,
+    /// Reads on libSQL against the minimal read on libSQL, alternating rounds.
+    LibsqlReads,
+    /// Ingest on libSQL against the minimal write on libSQL, alternating rounds.
+    LibsqlIngest,
     /// Ingest x16 against the minimal-write component, alternating rounds.
     MinimalWrite,
     /// Each app in a child process of its own, for its peak RSS.
@@ -98,6 +109,14 @@ impl Group {
             Group::Ingest => "ingest (unique messages)",
             Group::Duplicates => "duplicates (already stored)",
             Group::Libsql => "libSQL (sqld 0.24.32)",
+            Group::LibsqlReads => {
+                "libSQL: reads vs the minimal read (one SELECT by key) on a sqld of its own \
+                 (same run, alternating rounds)"
+            }
+            Group::LibsqlIngest => {
+                "libSQL: ingest vs the minimal write on a sqld of its own (same run, \
+                 alternating rounds)"
+            }
             Group::MinimalWrite => {
                 "ingest x16 vs the minimal-write component (same run, alternating rounds)"
             }
@@ -176,6 +195,7 @@ fn plan(
         max_time: cap,
         warmup: 0,
         source,
+        request_timeout: None,
     }
 }
 
@@ -377,6 +397,7 @@ pub fn ingest_as(
     let name = match scenario {
         Scenario::MinimalWriteIngest => "minimal-write POST (new body)",
         Scenario::IngestWithoutSearchIndex => "POST /webhook (new), built without the search index",
+        Scenario::IngestTwoHosts => "POST /webhook (new), one of two hosts on one sqld",
         Scenario::IngestRetention(Retention::Off) => "POST /webhook (new), retention off",
         Scenario::IngestRetention(Retention::NothingDue) => {
             "POST /webhook (new), retention on, nothing due"
@@ -387,6 +408,50 @@ pub fn ingest_as(
         _ => "POST /webhook (new)",
     };
     plan(scenario, name, concurrency, count, cap, prebuilt(reqs))
+}
+
+/// The minimal-write component's minimal read: `GET /read?id=N`, N over the rowids `1..=rows`
+/// (every one of them stored), at the read scenarios' concurrency and warm-up.
+pub fn minimal_read(opts: &Options, rows: usize, max: usize, cap: Duration) -> Plan {
+    let rows = rows.max(1) as u64;
+    Plan {
+        warmup: if opts.quick { 1 } else { 3 },
+        ..plan(
+            Scenario::MinimalRead,
+            "minimal-write GET /read?id= (one row by key)",
+            opts.read_concurrency,
+            max,
+            cap,
+            get(move |i| format!("/read?id={}", 1 + mix(i as u64 + 6) % rows)),
+        )
+    }
+}
+
+/// `count` reads at `concurrency`, request `i` of the `i % n`-th of these read scenarios in
+/// turn (each with its own parameters rotating as in [`reads`]).
+pub fn mixed_reads(
+    shape: Shape,
+    opts: &Options,
+    scenarios: &[Scenario],
+    count: usize,
+    concurrency: usize,
+    cap: Duration,
+) -> Plan {
+    let sources: Vec<Source> = reads(shape, opts)
+        .into_iter()
+        .filter(|p| scenarios.contains(&p.scenario))
+        .map(|p| p.source)
+        .collect();
+    assert!(!sources.is_empty(), "mixed reads need read scenarios");
+    let n = sources.len();
+    plan(
+        Scenario::MixedReads,
+        &format!("mixed reads ({n} read routes in turn)"),
+        concurrency,
+        count,
+        cap,
+        Arc::new(move |i| (sources[i % n])(i / n)),
+    )
 }
 
 /// Re-deliveries of seeded messages: answered 200 with nothing stored.

@@ -62,6 +62,13 @@ impl Sqld {
         Sqld::serving(Some(database), &[])
     }
 
+    /// [`Sqld::serving_copy_of`] with these server arguments added (see
+    /// [`Sqld::start_with_args`]).
+    pub fn serving_copy_of_with_args(database: &Path, args: &[&str]) -> Sqld {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        Sqld::serving(Some(database), &args)
+    }
+
     fn serving(database: Option<&Path>, extra_args: &[String]) -> Sqld {
         let python = python();
         assert!(

@@ -13,9 +13,12 @@
 //!   readiness probe) and before each fold, not on every write.
 //! - A write that fills a batch of `arrivals` folds it after the answer
 //!   ([`Session::fold_if_due`], see [`super::fold`]).
-//! - A server answers "database is locked" at once when another writer holds its lock,
-//!   where a local file waits itself (Spin's busy timeout); so on a server the session
-//!   retries a statement refused that way, with backoff, for up to [`SERVER_RETRY_MS`].
+//! - A server answers "database is locked" soon when another writer holds its write slot,
+//!   and refuses requests for now when it has too many, where a local file waits itself
+//!   (Spin's busy timeout); so on a server the session retries a statement refused that way,
+//!   with backoff, for up to [`SERVER_RETRY_MS`]. Each retried operation is safe to run
+//!   again; one whose statements are not (the rejection log's entry) is retried a
+//!   statement at a time.
 
 use super::counters;
 use super::error::{ErrorKind, StorageError};

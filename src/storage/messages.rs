@@ -392,8 +392,12 @@ const HOUR_KEY_LEN: usize = 13;
 /// A row of `arrivals` the counts in `tallies` do not include yet (see [`super::fold`]).
 const UNCOUNTED: &str =
     "seq > (SELECT n FROM tallies WHERE kind = 'inbox' AND key = 'counted_through')";
-/// A row of `arrivals` that `messages` does not hold yet (see [`super::fold`]).
-const UNCOPIED: &str = "NOT EXISTS (SELECT 1 FROM messages AS c WHERE c.seq = arrivals.seq)";
+/// A row of `arrivals` that `messages` does not hold yet (see [`super::fold`]). A row the
+/// copy has not reached is numbered above every row of `messages` (it was stored after the
+/// last copy, and numbers only grow), so the comparison settles nearly every row; only a
+/// row copied but not yet cleared, during a fold, is looked up.
+const UNCOPIED: &str = "(seq > (SELECT coalesce(max(seq), 0) FROM messages) \
+                        OR NOT EXISTS (SELECT 1 FROM messages AS c WHERE c.seq = arrivals.seq))";
 
 /// [`where_clause`] with one more condition.
 fn where_clause_with(conditions: &[&str], extra: &'static str) -> String {

@@ -61,10 +61,11 @@ CREATE INDEX IF NOT EXISTS messages_by_sender ON messages (sender, ts_key, messa
 CREATE INDEX IF NOT EXISTS messages_by_recipient ON messages (recipient, ts_key, message_id);
 
 -- New messages, until the fold copies them into `messages` (versions 3 to 6 called it
--- `incoming`; the new name keeps instances of those versions from writing here). Same columns, plus the storing
--- request's latency: the row also stands for that request's counters (src/storage/counters.rs).
--- `seq` is the message's number for good: the storing statement picks the next one above
--- every row of both tables and the watermark, and the fold copies it unchanged.
+-- `incoming`; the new name keeps instances of those versions from writing here). Same
+-- columns, plus the storing request's latency: the row also stands for that request's
+-- counters (src/storage/counters.rs). `seq` is the message's number for good: the storing
+-- statement picks the next one above every row of both tables and the watermark, and the
+-- fold copies it unchanged.
 CREATE TABLE IF NOT EXISTS arrivals (
     seq         INTEGER PRIMARY KEY,
     message_id  TEXT NOT NULL UNIQUE,
@@ -118,8 +119,8 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_search USING fts5(
 -- Upgrading a version 1 to 6 database. Those versions kept their counts in one table each
 -- and `incoming` numbered its rows from 1 after each fold. The statements below move the
 -- counts into `tallies`, move waiting rows into `arrivals` with numbers above every stored
--- one, and drop the old tables. Each runs only while `tallies` has no ('inbox', ...) row yet, i.e. once; on a new
--- database they create and drop empty tables.
+-- one, and drop the old tables. Each runs only while `tallies` has no ('inbox', ...) row
+-- yet, i.e. once; on a new database they create and drop empty tables.
 CREATE TABLE IF NOT EXISTS sender_counts (sender TEXT PRIMARY KEY, messages INTEGER NOT NULL)
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS recipient_counts (recipient TEXT PRIMARY KEY, messages INTEGER NOT NULL)

@@ -18,12 +18,12 @@
 //!    in `tallies` (senders, recipients, hours, totals, and the `created` and request
 //!    counters the rows stand for), and move the watermark, in ONE statement, so a count is
 //!    never taken twice or lost;
-//! 3. **index** the copied rows for search (see [`super::search`]);
-//! 4. **clear** the rows of `arrivals` that are both counted and copied.
+//! 3. **clear** the rows of `arrivals` that are both counted and copied;
+//! 4. **index** the copied rows for search (see [`super::search`]).
 //!
 //! Reads need no fold to be exact: lists read `messages` plus the rows of `arrivals` not
 //! copied yet; counts read `tallies` plus the rows of `arrivals` above the watermark, which
-//! step 4 never clears (src/storage/messages.rs).
+//! step 3 never clears (src/storage/messages.rs).
 //!
 //! Why not a trigger: every request opens a new connection, and a new connection parses the
 //! whole schema before its first statement. A trigger holding these steps cost every
@@ -53,7 +53,7 @@ const COPY: &str = "INSERT INTO messages \
      ORDER BY seq \
      ON CONFLICT DO NOTHING";
 
-/// Step 4: rows both counted and copied.
+/// Step 3: rows both counted and copied.
 const CLEAR: &str = "DELETE FROM arrivals \
      WHERE seq <= (SELECT n FROM tallies WHERE kind = 'inbox' AND key = 'counted_through') \
      AND EXISTS (SELECT 1 FROM messages AS m WHERE m.seq = arrivals.seq)";
@@ -115,17 +115,26 @@ pub fn statements() -> Vec<String> {
     vec![COPY.to_owned(), count_sql(), CLEAR.to_owned()]
 }
 
-/// Copies, counts, indexes and clears everything waiting in `arrivals`, one statement at a
-/// time (see the module's doc). Inside a caller's transaction (a removal folds first, so
-/// that every row it removes is counted and copied) the steps are simply part of it.
+/// Copies, counts, clears and indexes everything waiting in `arrivals`, one statement at a
+/// time (see the module's doc).
 pub fn fold(db: &dyn Database) -> Result<(), StorageError> {
-    db.execute(COPY, &[])?;
-    db.execute(&count_sql(), &[])?;
+    fold_for_removal(db)?;
     if search::ENABLED {
         // The batch joins the search index here, where FTS5 takes it at once (plus a bounded
-        // share of any older rows not in it yet).
+        // share of any older rows not in it yet). It reads `messages` only, so it may come
+        // after the clear.
         search::index_batch(db, FOLD_EVERY + search::BACKFILL_ROWS)?;
     }
+    Ok(())
+}
+
+/// [`fold`] without the search index, inside a removal's transaction: every row it may
+/// remove is then copied and counted. Indexing is left to the next fold: a removal takes
+/// its rows out of the index whether or not they were in it, and every statement here holds
+/// the write lock (on a libSQL server, a round trip each).
+pub(super) fn fold_for_removal(db: &dyn Database) -> Result<(), StorageError> {
+    db.execute(COPY, &[])?;
+    db.execute(&count_sql(), &[])?;
     db.execute(CLEAR, &[]).map(drop)
 }
 

@@ -77,7 +77,7 @@ pub fn purge(
         return Ok(Purged::default());
     }
     in_transaction(db, || {
-        fold::fold(db)?;
+        fold::fold_for_removal(db)?;
         let rows = db.execute(
             &format!(
                 "SELECT seq, message_id FROM messages INDEXED BY messages_by_ts \
@@ -115,7 +115,7 @@ pub fn erase_message(
     removal: &Removal,
 ) -> Result<bool, StorageError> {
     in_transaction(db, || {
-        fold::fold(db)?;
+        fold::fold_for_removal(db)?;
         let rows = db.execute(
             "SELECT seq, message_id FROM messages WHERE message_id = ?1",
             &[SqlValue::text(message_id)],
@@ -133,7 +133,7 @@ pub fn erase_sender(
 ) -> Result<Erased, StorageError> {
     let sender = SqlValue::text(sender);
     in_transaction(db, || {
-        fold::fold(db)?;
+        fold::fold_for_removal(db)?;
         let rows = db.execute(
             &format!(
                 "SELECT seq, message_id FROM messages INDEXED BY messages_by_sender \

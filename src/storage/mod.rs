@@ -17,24 +17,25 @@ mod counters;
 mod error;
 mod fold;
 pub(crate) mod lifecycle;
+mod listing;
 mod messages;
 mod rejections;
 mod schema;
 mod search;
 mod session;
+mod stats;
 
 pub use counters::{read_counters, record};
 pub use error::{ErrorKind, StorageError};
 pub use fold::{fold, statements as fold_statements, FOLD_EVERY};
 pub use lifecycle::{tombstone_key, Erased, Purged, Removal};
-pub use messages::{
-    export_page, export_sql, get_message, hourly, insert_message, list_messages, stats, Inserted,
-    MessagePage, Stats, StoredMessage, EXPORT_PAGE_ROWS,
-};
+pub use listing::{export_page, export_sql, list_messages, MessagePage, EXPORT_PAGE_ROWS};
+pub use messages::{get_message, insert_message, Inserted, StoredMessage};
 pub use rejections::{LoggedRejection, RejectionPage, TRIM_EVERY as REJECTION_LOG_TRIM_EVERY};
 pub use schema::{statements as schema_statements, SCHEMA_VERSION};
 pub use search::{index_query, SearchPlan, BACKFILL_ROWS, INDEX_MAX_CANDIDATES};
 pub use session::{apply_local_settings, prepare, Backend, Session, Stored, SERVER_RETRY_MS};
+pub use stats::{hourly, stats, Stats};
 
 /// A SQLite value, as both Spin and rusqlite represent them.
 #[derive(Debug, Clone, PartialEq)]

@@ -22,6 +22,7 @@
 //! order, and the index would only add work to its total.
 
 use super::{Database, SqlValue, StorageError};
+use crate::query::MessageQuery;
 
 /// Whether this build keeps the index. Off only in the benchmark's baseline build (feature
 /// `without-search-index`), which measures what the index costs ingestion: there the schema
@@ -75,9 +76,20 @@ pub fn index_query(term: &str) -> Option<String> {
     Some(quoted.join(" AND "))
 }
 
+/// How `query` reads `messages`, and how many rows wait outside the search index: the one
+/// place that decides whether a list uses the index. A text search with no sender or
+/// recipient to narrow it asks the index ([`plan_term`]); a sender's or recipient's rows
+/// are read through their own index instead.
+pub fn plan(db: &dyn Database, query: &MessageQuery) -> Result<(SearchPlan, i64), StorageError> {
+    match &query.q_folded {
+        Some(term) if query.from.is_none() && query.to.is_none() => plan_term(db, term),
+        _ => Ok((SearchPlan::Scan, 0)),
+    }
+}
+
 /// Chooses how to search for `term` (folded), with one read of the index that stops at
 /// [`INDEX_MAX_CANDIDATES`]. Also tells how many rows wait outside the index.
-pub fn plan(db: &dyn Database, term: &str) -> Result<(SearchPlan, i64), StorageError> {
+fn plan_term(db: &dyn Database, term: &str) -> Result<(SearchPlan, i64), StorageError> {
     let Some(query) = index_query(term).filter(|_| ENABLED) else {
         return Ok((SearchPlan::Scan, 0));
     };
@@ -230,7 +242,7 @@ mod tests {
         }
         // Indexed through the fold, 20 rows still pending.
         assert!(matches!(
-            plan(&db, "hello").unwrap(),
+            plan_term(&db, "hello").unwrap(),
             (SearchPlan::Index(_), 0)
         ));
         check_terms(&db, &all);
@@ -243,14 +255,14 @@ mod tests {
                  UPDATE tallies SET n = 0 WHERE kind = 'search';",
             )
             .unwrap();
-        assert_eq!(plan(&db, "hello").unwrap().1, 100);
+        assert_eq!(plan_term(&db, "hello").unwrap().1, 100);
         check_terms(&db, &all);
         let moved = in_transaction(&db, || index_batch(&db, 30)).unwrap();
         assert_eq!(moved, 30);
-        assert_eq!(plan(&db, "hello").unwrap().1, 70);
+        assert_eq!(plan_term(&db, "hello").unwrap().1, 70);
         check_terms(&db, &all);
         while in_transaction(&db, || index_batch(&db, 30)).unwrap() > 0 {}
-        assert_eq!(plan(&db, "hello").unwrap().1, 0);
+        assert_eq!(plan_term(&db, "hello").unwrap().1, 0);
         check_terms(&db, &all);
     }
 
@@ -283,9 +295,9 @@ mod tests {
         }
         fold::fold(&db).unwrap();
         db.conn().execute_batch("COMMIT").unwrap();
-        assert_eq!(plan(&db, "common").unwrap().0, SearchPlan::Scan);
+        assert_eq!(plan_term(&db, "common").unwrap().0, SearchPlan::Scan);
         assert!(matches!(
-            plan(&db, "rare-needle").unwrap().0,
+            plan_term(&db, "rare-needle").unwrap().0,
             SearchPlan::Index(_)
         ));
         assert_eq!(ids(&db, "q=rare-needle").1, 1);
@@ -314,7 +326,7 @@ mod tests {
             };
             let query = crate::query::parse(&raw).unwrap();
             let plan = SearchPlan::Index(index_query("abcd").unwrap());
-            let (sql, params) = crate::storage::messages::page_sql(&query, &plan);
+            let (sql, params) = crate::storage::listing::page_sql(&query, &plan);
             let params: Vec<_> = params
                 .iter()
                 .map(crate::storage::native::to_rusqlite)

@@ -24,9 +24,11 @@ use super::counters;
 use super::error::{ErrorKind, StorageError};
 use super::fold;
 use super::lifecycle::{self, Erased, Purged, Removal};
-use super::messages::{self, Inserted, MessagePage, RequestTiming, Stats, StoredMessage};
+use super::listing::{self, MessagePage};
+use super::messages::{self, Inserted, RequestTiming, StoredMessage};
 use super::rejections::{self, RejectionPage};
 use super::search;
+use super::stats::{self, Stats};
 use super::{schema, Database};
 use crate::domain::NewMessage;
 use crate::metrics::{CounterRow, Increment};
@@ -201,7 +203,7 @@ impl<'a> Session<'a> {
     }
 
     pub fn list_messages(&mut self, query: &MessageQuery) -> Result<MessagePage, StorageError> {
-        let page = self.run(Access::Read, |db| messages::list_messages(db, query))?;
+        let page = self.run(Access::Read, |db| listing::list_messages(db, query))?;
         self.index_due = page.unindexed > 0;
         Ok(page)
     }
@@ -223,27 +225,25 @@ impl<'a> Session<'a> {
         self.run(Access::Read, |db| messages::get_message(db, message_id))
     }
 
-    /// One page of an export (see [`messages::export_page`]).
+    /// One page of an export (see [`listing::export_page`]).
     pub fn export_page(
         &mut self,
         query: &MessageQuery,
     ) -> Result<Vec<StoredMessage>, StorageError> {
-        self.run(Access::Read, |db| messages::export_page(db, query))
+        self.run(Access::Read, |db| listing::export_page(db, query))
     }
 
-    /// Messages per hour (see [`messages::hourly`]).
+    /// Messages per hour (see [`stats::hourly`]).
     pub fn hourly(
         &mut self,
         first_hour: &str,
         last_hour: &str,
     ) -> Result<Vec<(String, i64)>, StorageError> {
-        self.run(Access::Read, |db| {
-            messages::hourly(db, first_hour, last_hour)
-        })
+        self.run(Access::Read, |db| stats::hourly(db, first_hour, last_hour))
     }
 
     pub fn stats(&mut self) -> Result<Stats, StorageError> {
-        self.run(Access::Read, messages::stats)
+        self.run(Access::Read, stats::stats)
     }
 
     pub fn read_counters(&mut self) -> Result<Vec<CounterRow>, StorageError> {
@@ -508,10 +508,7 @@ mod tests {
         assert!(filling.fold_if_due().unwrap());
         assert!(!filling.fold_if_due().unwrap(), "once");
         assert_eq!(fold::pending(&db).unwrap(), 0);
-        assert_eq!(
-            messages::stats(&db).unwrap().total_messages,
-            fold::FOLD_EVERY
-        );
+        assert_eq!(stats::stats(&db).unwrap().total_messages, fold::FOLD_EVERY);
 
         // `arrivals` counts from 1 again: the next write folds nothing.
         let mut next = session_on(&db.path());

@@ -298,6 +298,44 @@ pub fn msg(id: &str, from: &str, to: &str, ts: &str, text: Option<&str>) -> NewM
     crate::payload::parse(body.to_string().as_bytes()).unwrap()
 }
 
+/// Stores `m` the way a request does, and says whether it was new.
+pub fn store(db: &TestDb, m: &NewMessage) -> super::Inserted {
+    super::insert_message(db, m).unwrap()
+}
+
+/// A new database with the current schema.
+pub fn fresh() -> TestDb {
+    let db = TestDb::new();
+    super::prepare(&db).unwrap();
+    db
+}
+
+/// Where stored messages sit when a read runs: still in `arrivals`, folded into
+/// `messages`, or some of each. Every read must give the same answer in all three.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Layout {
+    Pending,
+    Folded,
+    Split,
+}
+pub const LAYOUTS: [Layout; 3] = [Layout::Pending, Layout::Folded, Layout::Split];
+
+/// A fresh database holding `messages`, laid out as `layout` says.
+pub fn stored(messages: &[NewMessage], layout: Layout) -> TestDb {
+    let db = fresh();
+    for (i, m) in messages.iter().enumerate() {
+        assert_eq!(store(&db, m), super::Inserted::Created, "{}", m.message_id);
+        if layout == Layout::Split && i == messages.len() / 2 {
+            super::fold(&db).unwrap();
+        }
+    }
+    if layout == Layout::Folded {
+        super::fold(&db).unwrap();
+        assert_eq!(super::fold::pending(&db).unwrap(), 0);
+    }
+    db
+}
+
 /// The ids of a `/messages` page for `raw_query`, and its total.
 pub fn ids(db: &TestDb, raw_query: &str) -> (Vec<String>, i64) {
     let query = crate::query::parse(raw_query).unwrap();
@@ -356,7 +394,7 @@ pub fn check_reads(db: &TestDb, all: &[NewMessage], created: usize) {
     assert_eq!(s.senders_count, per_sender.len() as i64);
     let mut top: Vec<(String, i64)> = per_sender.into_iter().collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    top.truncate(super::messages::TOP_SENDERS as usize);
+    top.truncate(super::stats::TOP_SENDERS as usize);
     assert_eq!(s.top_senders, top);
     let first = sorted.first().map(|m| m.ts_key.clone());
     let first_ts = s

@@ -385,6 +385,22 @@ pub fn check_reads(db: &TestDb, all: &[NewMessage], created: usize) {
             "{raw} offset"
         );
     }
+    // A deep page starts at its hour (`listing::SKIP_HOURS_FROM_OFFSET`): here at any offset,
+    // in either order, one past the end included.
+    for descending in [false, true] {
+        let mut want: Vec<String> = sorted.iter().map(|m| m.message_id.clone()).collect();
+        if descending {
+            want.reverse();
+        }
+        for offset in 0..=all.len() + 1 {
+            let order = if descending { "&order=desc" } else { "" };
+            let query = crate::query::parse(&format!("limit=7&offset={offset}{order}")).unwrap();
+            let page = super::listing::list_skipping_hours_from(db, &query, 0).unwrap();
+            let got: Vec<String> = page.messages.into_iter().map(|m| m.message_id).collect();
+            let expected: Vec<String> = want.iter().skip(offset).take(7).cloned().collect();
+            assert_eq!((got, page.total), (expected, all.len() as i64), "{query:?}");
+        }
+    }
     let s = super::stats(db).unwrap();
     assert_eq!(s.total_messages, all.len() as i64);
     let mut per_sender = std::collections::BTreeMap::new();

@@ -1,4 +1,4 @@
--- webhook-inbox schema, version 7 (upgrades a version 1 to 6 database in place).
+-- webhook-inbox schema, version 8 (upgrades a version 1 to 7 database in place).
 --
 -- Idempotent: safe to run any number of times, e.g. `spin up --sqlite @migrations.sql` or a
 -- separate migration step. The component applies this same file itself on first use, one
@@ -55,9 +55,12 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 
 -- Each /messages filter, with the (ts, message_id) order behind it, so a first page reads
--- only the rows it returns.
+-- only the rows it returns. The sender's index also holds the recipient, so `from` and `to`
+-- together are answered from the index alone, however many messages the sender has
+-- (version 7 and older had `messages_by_sender` without it; the upgrade drops that one).
 CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts_key, message_id);
-CREATE INDEX IF NOT EXISTS messages_by_sender ON messages (sender, ts_key, message_id);
+CREATE INDEX IF NOT EXISTS messages_by_sender_with_recipient
+    ON messages (sender, ts_key, message_id, recipient);
 CREATE INDEX IF NOT EXISTS messages_by_recipient ON messages (recipient, ts_key, message_id);
 
 -- New messages, until the fold copies them into `messages` (versions 3 to 6 called it
@@ -179,10 +182,13 @@ DROP TABLE IF EXISTS search_state;
 DROP TABLE IF EXISTS messages_fts;
 DROP INDEX IF EXISTS sender_counts_top;
 
+-- Upgrading a version 7 database: its sender index lacked the recipient.
+DROP INDEX IF EXISTS messages_by_sender;
+
 -- A new database starts with every count at zero.
 INSERT INTO tallies (kind, key, n) VALUES
     ('inbox', 'messages', 0), ('inbox', 'senders', 0), ('inbox', 'counted_through', 0),
     ('search', 'indexed_through', 0)
     ON CONFLICT DO NOTHING;
 
-PRAGMA user_version = 7;
+PRAGMA user_version = 8;

@@ -33,7 +33,8 @@ impl StorageError {
     pub fn from_text(message: impl Into<String>) -> StorageError {
         let message = message.into();
         let lower = message.to_ascii_lowercase();
-        let kind = if lower.contains("no such table") {
+        // A table or an index a newer schema adds (the statement names it with INDEXED BY).
+        let kind = if lower.contains("no such table") || lower.contains("no such index") {
             ErrorKind::MissingSchema
         } else if [
             "database is locked",
@@ -83,6 +84,10 @@ mod tests {
         let kind = |text: &str| StorageError::from_text(text).kind;
         // rusqlite's and Spin's wording of SQLite's messages.
         assert_eq!(kind("no such table: messages"), ErrorKind::MissingSchema);
+        assert_eq!(
+            kind("no such index: messages_by_sender_with_recipient"),
+            ErrorKind::MissingSchema
+        );
         assert_eq!(kind("database is locked"), ErrorKind::Busy);
         // libsql 0.5's client, for a pragma it will not send to the server.
         assert_eq!(kind("unsupported statement"), ErrorKind::Unsupported);

@@ -136,7 +136,7 @@ pub fn erase_sender(
         fold::fold_for_removal(db)?;
         let rows = db.execute(
             &format!(
-                "SELECT seq, message_id FROM messages INDEXED BY messages_by_sender \
+                "SELECT seq, message_id FROM messages INDEXED BY messages_by_sender_with_recipient \
                  WHERE sender = ?1 ORDER BY ts_key, message_id LIMIT {}",
                 batch(removal)
             ),

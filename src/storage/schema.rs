@@ -10,7 +10,7 @@
 use super::{first_value, in_transaction, search, Database, StorageError};
 
 /// The schema this build expects; `migrations.sql` ends by setting `user_version` to it.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 const MIGRATIONS: &str = include_str!("../../migrations.sql");
 

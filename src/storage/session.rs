@@ -564,6 +564,36 @@ mod tests {
         assert_eq!(schema::user_version(&db).unwrap(), schema::SCHEMA_VERSION);
     }
 
+    /// Version 7's sender index lacked the recipient: a `from=` list on such a database finds
+    /// the new index missing, upgrades the schema, and answers.
+    #[test]
+    fn a_sender_list_on_a_version_7_database_upgrades_it_and_answers() {
+        let db = TestDb::new();
+        prepare(&db).unwrap();
+        for i in 0..5 {
+            messages::insert_message(&db, &message(&format!("m{i}"))).unwrap();
+        }
+        fold::fold(&db).unwrap();
+        db.conn()
+            .execute_batch(
+                "DROP INDEX messages_by_sender_with_recipient; \
+                 CREATE INDEX messages_by_sender ON messages (sender, ts_key, message_id); \
+                 PRAGMA user_version = 7;",
+            )
+            .unwrap();
+        let mut session = session_on(&db.path());
+        let query = crate::query::parse("from=%2B1&to=%2B2").unwrap();
+        assert_eq!(session.list_messages(&query).unwrap().total, 5);
+        assert_eq!(schema::user_version(&db).unwrap(), schema::SCHEMA_VERSION);
+        let indexes: Vec<String> = db
+            .schema()
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| name.starts_with("messages_by_sender"))
+            .collect();
+        assert_eq!(indexes, ["messages_by_sender_with_recipient"]);
+    }
+
     #[cfg(not(feature = "without-search-index"))] // tests the index itself
     #[test]
     fn a_search_that_scans_rows_outside_the_index_indexes_a_batch_after_its_answer() {

@@ -34,7 +34,7 @@ mod reads;
 mod ready;
 mod webhook;
 
-use admin::{admin, admin_refusal, purge_after_fold};
+use admin::{admin, admin_refusal, retention_batch};
 use reads::{
     export, guarded, hourly, list, one_message, rejection_log, rejection_log_size, scrape, stats,
     READ,
@@ -404,9 +404,10 @@ impl AfterResponse<'_> {
         }
     }
 
-    /// Folds `arrivals` if this request's message filled a batch, records the request's
-    /// metrics (unless the row that stored its message counts them) with its rejection log
-    /// entry if it was refused, and writes its log line; then the connection closes.
+    /// Leaves storage its upkeep ([`Session::after_answer`]: fold, retention, search index),
+    /// records the request's metrics (unless the row that stored its message counts them)
+    /// with its rejection log entry if it was refused, and writes its log line; then the
+    /// connection closes.
     pub fn complete(self) {
         let AfterResponse {
             mut context,
@@ -417,18 +418,21 @@ impl AfterResponse<'_> {
             method,
             path,
         } = self;
-        match context.storage.fold_if_due() {
-            // The write lock is free again: the moment for a retention batch, if one is due.
-            Ok(true) => purge_after_fold(&mut context, &mut outcome),
-            Ok(false) => {}
-            // The messages are stored either way; the next batch's write folds them.
-            Err(err) => {
-                outcome.note(anyhow::Error::new(err).context("fold not run"));
-            }
+        let (runtime, started) = (context.runtime, context.started);
+        let mut lifecycle_problem = None;
+        let upkeep = context.storage.after_answer(|| {
+            retention_batch(runtime, started)
+                .map_err(|problem| lifecycle_problem = Some(problem))
+                .ok()
+        });
+        if let Some(problem) = lifecycle_problem {
+            outcome.note(anyhow::Error::msg(problem));
         }
-        if let Err(err) = context.storage.index_if_due() {
-            // Searches stay exact without it; the next search or fold tries again.
-            outcome.note(anyhow::Error::new(err).context("search index not updated"));
+        if let Some(purged) = upkeep.purged {
+            outcome.removed = Some((Removed::Retention, purged));
+        }
+        for (step, err) in upkeep.failures {
+            outcome.note(anyhow::Error::new(err).context(step));
         }
         let mut increments = if outcome.counted {
             // Counted by the row that stored the message.

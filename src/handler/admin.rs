@@ -84,24 +84,17 @@ pub(super) fn admin(context: &mut Context, endpoint: Endpoint, request: &Request
     }
 }
 
-/// After a fold, one retention batch if anything is due (a single read when nothing is).
-/// Its problems go to the log line: the request it rides on was answered already.
-pub(super) fn purge_after_fold(context: &mut Context, outcome: &mut Outcome) {
-    let lifecycle = match config::lifecycle(|name| context.variable(name)) {
-        Ok(lifecycle) => lifecycle,
-        Err(problem) => {
-            outcome.note(anyhow::Error::msg(problem));
-            return;
-        }
-    };
-    let cutoff = retention_cutoff(context.started, lifecycle.retention_days);
-    let removal = removal(context.started, &lifecycle);
-    match context.storage.purge(cutoff.as_deref(), &removal) {
-        Ok(purged) => outcome.removed = Some((Removed::Retention, purged.messages)),
-        Err(err) => {
-            outcome.note(anyhow::Error::new(err).context("retention batch not run"));
-        }
-    }
+/// The retention batch a fold is followed by: its cutoff (`None` keeps messages forever; the
+/// batch then removes only expired tombstones) and its removal settings, or the lifecycle
+/// configuration's problem, for the log line of the request it rides on.
+pub(super) fn retention_batch(
+    runtime: &dyn Runtime,
+    started: SystemTime,
+) -> Result<(Option<String>, Removal), String> {
+    // A provider failure reads as "not set", as everywhere (`Context::variable`).
+    let lifecycle = config::lifecycle(|name| runtime.variable(name).ok().flatten())?;
+    let cutoff = retention_cutoff(started, lifecycle.retention_days);
+    Ok((cutoff, removal(started, &lifecycle)))
 }
 
 /// The instant key before which messages are due for purging; `None` when kept forever.

@@ -104,14 +104,14 @@ fn authenticate(context: &Context, delivery: &Delivery) -> Option<Outcome> {
 fn store(context: &mut Context, message: NewMessage) -> Outcome {
     let stored = context.storage.insert_message(&message, context.started);
     let mut outcome = match stored {
-        Ok(stored) => {
-            let mut outcome = Outcome::json(StatusCode::OK, responses::status("ok")).webhook(
-                match stored.inserted {
+        Ok(inserted) => {
+            let mut outcome =
+                Outcome::json(StatusCode::OK, responses::status("ok")).webhook(match inserted {
                     Inserted::Created => WebhookResult::Created,
                     Inserted::Duplicate => WebhookResult::Duplicate,
-                },
-            );
-            outcome.counted = stored.counted_request;
+                });
+            // A new message's row counts this request's metrics (`Session::insert_message`).
+            outcome.counted = inserted == Inserted::Created;
             outcome
         }
         Err(err) => storage_unavailable(err).webhook(WebhookResult::StorageError),

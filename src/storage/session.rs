@@ -12,7 +12,7 @@
 //! - WAL mode is stored in the file, so it is set where the file is set up (the schema, the
 //!   readiness probe) and before each fold, not on every write.
 //! - A write that fills a batch of `arrivals` folds it after the answer
-//!   ([`Session::fold_if_due`], see [`super::fold`]).
+//!   ([`Session::after_answer`], see [`super::fold`]).
 //! - A server answers "database is locked" soon when another writer holds its write slot,
 //!   and refuses requests for now when it has too many, where a local file waits itself
 //!   (Spin's busy timeout); so on a server the session retries a statement refused that way,
@@ -36,12 +36,13 @@ use crate::query::MessageQuery;
 use crate::rejections::Entry;
 use std::time::{Duration, Instant, SystemTime};
 
-/// What storing a message did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stored {
-    pub inserted: Inserted,
-    /// The stored row also counts the request's metrics; record none for it.
-    pub counted_request: bool,
+/// What [`Session::after_answer`] did.
+#[derive(Debug, Default)]
+pub struct Upkeep {
+    /// Messages the retention batch removed, when one ran.
+    pub purged: Option<u64>,
+    /// The steps that failed, each with what it was, for the log.
+    pub failures: Vec<(&'static str, StorageError)>,
 }
 
 fn unix_ms(moment: SystemTime) -> f64 {
@@ -163,13 +164,13 @@ impl<'a> Session<'a> {
 
     /// Stores a message once (see [`messages::insert_message`]): one statement, one round
     /// trip. A new message's row also counts the storing request, which started at
-    /// `request_started` (see [`super::counters`]); [`Stored::counted_request`] says whether
-    /// it did.
+    /// `request_started` (see [`super::counters`]): for [`Inserted::Created`], record no
+    /// metrics of the request.
     pub fn insert_message(
         &mut self,
         msg: &NewMessage,
         request_started: SystemTime,
-    ) -> Result<Stored, StorageError> {
+    ) -> Result<Inserted, StorageError> {
         self.ready_for(Access::Write)?;
         let timing = RequestTiming {
             started_unix_ms: unix_ms(request_started),
@@ -180,15 +181,45 @@ impl<'a> Session<'a> {
             messages::store(db, msg, Some(timing), now)
         })?;
         self.fold_due = seq.is_some_and(fold::due);
-        Ok(Stored {
-            inserted,
-            counted_request: inserted == Inserted::Created,
-        })
+        Ok(inserted)
     }
 
-    /// Folds `arrivals` into `messages` if this session's write filled a batch; for after
-    /// the answer. Whether it folded.
-    pub fn fold_if_due(&mut self) -> Result<bool, StorageError> {
+    /// The storage work a request leaves until after its answer, in this order:
+    /// 1. the fold, when this session's new message filled a batch ([`super::fold`]);
+    /// 2. after a fold (the write lock is free again), one retention batch, when
+    ///    `retention` (asked only then) gives its cutoff and removal;
+    /// 3. a batch of search indexing, when a search of this session found rows outside the
+    ///    index ([`super::search`]).
+    ///
+    /// A failed step loses nothing: stored messages stay stored and every read stays exact,
+    /// and the next batch's write or search runs the step again. Failures come back for the
+    /// log, each with what it was.
+    pub fn after_answer(
+        &mut self,
+        retention: impl FnOnce() -> Option<(Option<String>, Removal)>,
+    ) -> Upkeep {
+        let mut upkeep = Upkeep::default();
+        match self.fold_if_due() {
+            Ok(true) => {
+                if let Some((cutoff, removal)) = retention() {
+                    match self.purge(cutoff.as_deref(), &removal) {
+                        Ok(purged) => upkeep.purged = Some(purged.messages),
+                        Err(err) => upkeep.failures.push(("retention batch not run", err)),
+                    }
+                }
+            }
+            Ok(false) => {}
+            Err(err) => upkeep.failures.push(("fold not run", err)),
+        }
+        if let Err(err) = self.index_if_due() {
+            upkeep.failures.push(("search index not updated", err));
+        }
+        upkeep
+    }
+
+    /// Folds `arrivals` into `messages` if this session's write filled a batch. Whether it
+    /// folded.
+    fn fold_if_due(&mut self) -> Result<bool, StorageError> {
         if !std::mem::take(&mut self.fold_due) {
             return Ok(false);
         }
@@ -210,7 +241,7 @@ impl<'a> Session<'a> {
 
     /// Adds a batch of rows to the search index if this session's search had to scan rows
     /// outside it; for after the answer. Whether it did.
-    pub fn index_if_due(&mut self) -> Result<bool, StorageError> {
+    fn index_if_due(&mut self) -> Result<bool, StorageError> {
         if !std::mem::take(&mut self.index_due) {
             return Ok(false);
         }
@@ -564,6 +595,43 @@ mod tests {
         assert_eq!(schema::user_version(&db).unwrap(), schema::SCHEMA_VERSION);
     }
 
+    /// The upkeep after an answer folds only after the write that filled a batch, asks for
+    /// the retention batch only then, runs it, and reports what it removed.
+    #[test]
+    fn the_upkeep_after_a_filling_write_folds_then_runs_one_retention_batch() {
+        let db = TestDb::new();
+        prepare(&db).unwrap();
+        let now = SystemTime::now();
+        for i in 1..fold::FOLD_EVERY {
+            let mut session = session_on(&db.path());
+            session
+                .insert_message(&message(&format!("m{i}")), now)
+                .unwrap();
+            let upkeep = session.after_answer(|| panic!("no fold, so no retention batch"));
+            assert_eq!((upkeep.purged, upkeep.failures.len()), (None, 0));
+        }
+        let mut filling = session_on(&db.path());
+        filling.insert_message(&message("last"), now).unwrap();
+        let removal = Removal {
+            now_unix: unix_seconds(now),
+            tombstone_until: unix_seconds(now) + 86_400,
+            batch: 100,
+        };
+        let cutoff = crate::timestamp::instant_key("2025-01-16T00:00:00Z").unwrap();
+        let upkeep = filling.after_answer(|| Some((Some(cutoff), removal)));
+        assert!(upkeep.failures.is_empty(), "{:?}", upkeep.failures);
+        assert_eq!(
+            upkeep.purged,
+            Some(100),
+            "one batch of the messages before the cutoff"
+        );
+        assert_eq!(fold::pending(&db).unwrap(), 0, "folded");
+        assert_eq!(
+            stats::stats(&db).unwrap().total_messages,
+            fold::FOLD_EVERY - 100
+        );
+    }
+
     /// Version 7's sender index lacked the recipient: a `from=` list on such a database finds
     /// the new index missing, upgrades the schema, and answers.
     #[test]
@@ -695,23 +763,14 @@ mod tests {
         let started = SystemTime::now() - Duration::from_millis(30);
         let mut local = session_on(&db.path());
         let stored = local.insert_message(&message("m1"), started).unwrap();
-        assert_eq!(
-            (stored.inserted, stored.counted_request),
-            (Inserted::Created, true)
-        );
+        assert_eq!(stored, Inserted::Created);
         let again = local.insert_message(&message("m1"), started).unwrap();
-        assert_eq!(
-            (again.inserted, again.counted_request),
-            (Inserted::Duplicate, false)
-        );
+        assert_eq!(again, Inserted::Duplicate);
 
         let server = Recorder::new(RefusesLocalSettings(TestDb::open(&db.path())));
         let mut remote = Session::new(|| Ok(Box::new(server.clone()) as Box<dyn Database>));
         let stored = remote.insert_message(&message("m2"), started).unwrap();
-        assert_eq!(
-            (stored.inserted, stored.counted_request),
-            (Inserted::Created, true)
-        );
+        assert_eq!(stored, Inserted::Created);
         assert_eq!(remote.backend(), Backend::Server);
 
         for folded in [false, true] {

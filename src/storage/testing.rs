@@ -288,7 +288,6 @@ pub fn inserted(session: &mut super::Session, msg: &NewMessage) -> super::Insert
     session
         .insert_message(msg, std::time::SystemTime::now())
         .unwrap()
-        .inserted
 }
 
 /// A validated message.

@@ -115,12 +115,19 @@ const JSON: &str = "application/json";
 const NDJSON: &str = "application/x-ndjson";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// An answer plus what the log line and metrics need to know about it.
-struct Outcome {
+/// What the client gets from the endpoint; the handler adds the headers every answer has.
+struct Answer {
     status: StatusCode,
     content_type: &'static str,
     body: String,
+    /// Headers of this endpoint's own (`allow`, `retry-after`, the console's policy).
     headers: Vec<(&'static str, String)>,
+}
+
+/// An endpoint's answer, plus what the log line, the metrics and the rejection log need to
+/// know about the request.
+struct Outcome {
+    answer: Answer,
     webhook: Option<WebhookResult>,
     message_id: Option<String>,
     /// Our own failure (storage, configuration) for the log; never request content.
@@ -159,12 +166,15 @@ impl Export {
 }
 
 impl Outcome {
-    fn json(status: StatusCode, body: String) -> Outcome {
+    /// An answer of `content_type`, with nothing yet to log or count.
+    fn new(status: StatusCode, content_type: &'static str, body: String) -> Outcome {
         Outcome {
-            status,
-            content_type: JSON,
-            body,
-            headers: Vec::new(),
+            answer: Answer {
+                status,
+                content_type,
+                body,
+                headers: Vec::new(),
+            },
             webhook: None,
             message_id: None,
             error: None,
@@ -174,6 +184,10 @@ impl Outcome {
             removed: None,
             export: None,
         }
+    }
+
+    fn json(status: StatusCode, body: String) -> Outcome {
+        Outcome::new(status, JSON, body)
     }
 
     /// 422 listing every problem found in the request.
@@ -191,7 +205,7 @@ impl Outcome {
     /// 503 that tells clients when to come back.
     fn unavailable(text: &str, error: anyhow::Error) -> Outcome {
         let mut outcome = Outcome::detail(StatusCode::SERVICE_UNAVAILABLE, text);
-        outcome.headers.push(("retry-after", "1".to_owned()));
+        outcome.answer.headers.push(("retry-after", "1".to_owned()));
         outcome.error = Some(error);
         outcome
     }
@@ -283,12 +297,12 @@ pub fn handle(runtime: &dyn Runtime, request: Request) -> Handled<'_> {
     let mut outcome = answer(&mut context, route, request);
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
 
-    let body = std::mem::take(&mut outcome.body).into_bytes();
+    let body = std::mem::take(&mut outcome.answer.body).into_bytes();
     let streamed = outcome.export.as_ref().is_some_and(|export| !export.done);
     let headers = answer_headers(&mut outcome, route, &body, streamed, &request_id);
     Handled {
         response: Response {
-            status: outcome.status,
+            status: outcome.answer.status,
             headers,
             body,
             streamed,
@@ -311,7 +325,7 @@ fn answer(context: &mut Context, route: Route, request: Request) -> Outcome {
         Route::NotFound => Outcome::detail(StatusCode::NOT_FOUND, "not found"),
         Route::WrongMethod(endpoint) => {
             let mut outcome = Outcome::detail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-            outcome.headers.push(("allow", endpoint.allow()));
+            outcome.answer.headers.push(("allow", endpoint.allow()));
             outcome
         }
         Route::Found(Endpoint::Live) => Outcome::json(StatusCode::OK, responses::status("ok")),
@@ -319,9 +333,8 @@ fn answer(context: &mut Context, route: Route, request: Request) -> Outcome {
         Route::Found(Endpoint::Webhook) => webhook(context, request),
         Route::Found(Endpoint::Console) => {
             let page = console::page();
-            let mut outcome = Outcome::json(StatusCode::OK, page.body);
-            outcome.content_type = console::CONTENT_TYPE;
-            outcome.headers = page.headers;
+            let mut outcome = Outcome::new(StatusCode::OK, console::CONTENT_TYPE, page.body);
+            outcome.answer.headers = page.headers;
             outcome
         }
         Route::Found(Endpoint::Metrics) => {
@@ -362,7 +375,7 @@ fn answer_headers(
     streamed: bool,
     request_id: &str,
 ) -> Vec<(&'static str, String)> {
-    let mut headers = vec![("content-type", outcome.content_type.to_owned())];
+    let mut headers = vec![("content-type", outcome.answer.content_type.to_owned())];
     if !streamed {
         headers.push(("content-length", body.len().to_string()));
     }
@@ -372,7 +385,7 @@ fn answer_headers(
         // Phone numbers and message text must not sit in shared or browser caches.
         headers.push(("cache-control", "no-store".to_owned()));
     }
-    headers.append(&mut outcome.headers);
+    headers.append(&mut outcome.answer.headers);
     headers.push(("x-request-id", request_id.to_owned()));
     headers
 }
@@ -438,7 +451,7 @@ impl AfterResponse<'_> {
             // Counted by the row that stored the message.
             Vec::new()
         } else {
-            let status = outcome.status.as_u16();
+            let status = outcome.answer.status.as_u16();
             metrics::increments(route.label(), status, latency_ms, outcome.webhook)
         };
         if let Some((cause, count)) = outcome.removed.filter(|(_, n)| *n > 0) {
@@ -448,7 +461,7 @@ impl AfterResponse<'_> {
             increments.push(metrics::rejected(rejected.reason));
             let keep = rejection_log_size(&context, &mut outcome);
             let at = timestamp::format_utc(context.started);
-            let status = outcome.status.as_u16();
+            let status = outcome.answer.status.as_u16();
             let entry = rejected.entry(at, route.label(), status, &request_id);
             context.storage.record_rejection(&entry, keep, &increments)
         } else {
@@ -458,7 +471,7 @@ impl AfterResponse<'_> {
             outcome.note(anyhow::Error::new(err).context("metrics not recorded"));
         }
 
-        let server_error = outcome.status.is_server_error();
+        let server_error = outcome.answer.status.is_server_error();
         let level = match (server_error, &outcome.error) {
             (true, _) if outcome.webhook == Some(WebhookResult::NotConfigured) => Level::Warn,
             (true, _) => Level::Error,
@@ -475,7 +488,7 @@ impl AfterResponse<'_> {
                 request_id: &request_id,
                 method: logline::clip(method.as_str(), 32),
                 path: logline::clip(&path, 512),
-                status: outcome.status.as_u16(),
+                status: outcome.answer.status.as_u16(),
                 latency_ms: (latency_ms * 1000.0).round() / 1000.0,
                 message_id: outcome.message_id.as_deref(),
                 dup: outcome.webhook.map(|r| r == WebhookResult::Duplicate),
@@ -527,6 +540,7 @@ fn refusal(context: &Context, authorization: Option<&[u8]>, tokens: TokenPair) -
         Ok(Access::Denied) => {
             let mut outcome = Outcome::detail(StatusCode::UNAUTHORIZED, "not authenticated");
             outcome
+                .answer
                 .headers
                 .push(("www-authenticate", "Bearer".to_owned()));
             Some(outcome)

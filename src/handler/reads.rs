@@ -37,7 +37,7 @@ pub(super) fn rejection_log(context: &mut Context, raw_query: &str) -> Outcome {
     let keep = rejection_log_size(context, &mut outcome);
     match context.storage.rejections(keep, query.limit, query.before) {
         Ok(page) => {
-            outcome.body = responses::rejections(&page, query.limit);
+            outcome.answer.body = responses::rejections(&page, query.limit);
             outcome
         }
         Err(err) => storage_unavailable(err),
@@ -82,10 +82,9 @@ pub(super) fn export(context: &mut Context, raw_query: &str) -> Outcome {
     query.limit = EXPORT_PAGE_ROWS;
     match context.storage.export_page(&query) {
         Ok(page) => {
-            let mut outcome = Outcome::json(StatusCode::OK, String::new());
-            outcome.content_type = NDJSON;
             // JSON lines are UTF-8 by construction.
-            outcome.body = String::from_utf8(responses::ndjson(&page)).unwrap_or_default();
+            let lines = String::from_utf8(responses::ndjson(&page)).unwrap_or_default();
+            let mut outcome = Outcome::new(StatusCode::OK, NDJSON, lines);
             let mut export = Export {
                 query,
                 rows: 0,
@@ -133,11 +132,7 @@ pub(super) fn stats(context: &mut Context) -> Outcome {
 
 pub(super) fn scrape(context: &mut Context) -> Outcome {
     match context.storage.read_counters() {
-        Ok(rows) => {
-            let mut outcome = Outcome::json(StatusCode::OK, metrics::render(&rows));
-            outcome.content_type = PROMETHEUS_TEXT;
-            outcome
-        }
+        Ok(rows) => Outcome::new(StatusCode::OK, PROMETHEUS_TEXT, metrics::render(&rows)),
         Err(err) => storage_unavailable(err),
     }
 }

@@ -132,12 +132,10 @@ pub fn statements() -> Vec<String> {
 /// time (see the module's doc).
 pub fn fold(db: &dyn Database) -> Result<(), StorageError> {
     fold_for_removal(db)?;
-    if search::ENABLED {
-        // The batch joins the search index here, where FTS5 takes it at once (plus a bounded
-        // share of any older rows not in it yet). It reads `messages` only, so it may come
-        // after the clear.
-        search::index_batch(db, FOLD_EVERY + search::BACKFILL_ROWS)?;
-    }
+    // The batch joins the search index here, where FTS5 takes it at once (plus a bounded
+    // share of any older rows not in it yet). It reads `messages` only, so it may come after
+    // the clear.
+    search::index_batch(db, FOLD_EVERY + search::BACKFILL_ROWS)?;
     Ok(())
 }
 

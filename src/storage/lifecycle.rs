@@ -234,9 +234,6 @@ fn remove(
         serde_json::to_string(&seqs).unwrap_or_default(),
     )];
     for step in REMOVE_STEPS {
-        if step == search::UNINDEX && !search::ENABLED {
-            continue;
-        }
         db.execute(step, &seqs)?;
     }
     Ok(rows.len() as u64)
@@ -411,7 +408,6 @@ mod tests {
 
     /// A batch is found by primary key and index ranges: at a million messages a scan would
     /// hold the write lock for a second.
-    #[cfg(not(feature = "without-search-index"))] // tests the index itself
     #[test]
     fn no_step_scans_a_table_or_an_index_in_full() {
         let db = TestDb::new();

@@ -7,7 +7,7 @@
 //! The file holds only statements a libSQL server accepts; the local-file settings live in
 //! [`super::session`].
 
-use super::{first_value, in_transaction, search, Database, StorageError};
+use super::{first_value, in_transaction, Database, StorageError};
 
 /// The schema this build expects; `migrations.sql` ends by setting `user_version` to it.
 pub const SCHEMA_VERSION: i64 = 8;
@@ -30,13 +30,7 @@ pub fn statements() -> Vec<String> {
         }
         current.push_str(code);
         if code.ends_with(';') {
-            let statement = std::mem::take(&mut current);
-            let search_index = ["messages_search", "messages_fts"]
-                .iter()
-                .any(|name| statement.contains(name));
-            if search::ENABLED || !search_index {
-                out.push(statement);
-            }
+            out.push(std::mem::take(&mut current));
         }
     }
     debug_assert!(
@@ -103,7 +97,6 @@ mod tests {
         assert_eq!(triggers, 0);
     }
 
-    #[cfg(not(feature = "without-search-index"))] // tests the index itself
     #[test]
     fn one_statement_at_a_time_builds_the_same_schema_as_the_whole_file() {
         let piecewise = TestDb::new();

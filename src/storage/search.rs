@@ -24,11 +24,6 @@
 use super::{Database, SqlValue, StorageError};
 use crate::query::MessageQuery;
 
-/// Whether this build keeps the index. Off only in the benchmark's baseline build (feature
-/// `without-search-index`), which measures what the index costs ingestion: there the schema
-/// has none of its objects, folds index nothing, and every search scans.
-pub const ENABLED: bool = !cfg!(feature = "without-search-index");
-
 /// Most rows outside the index that one fold, or one search's after-answer work, adds to it.
 /// At about 50 000 rows per second, a batch holds the write lock for some 80 ms.
 pub const BACKFILL_ROWS: i64 = 4096;
@@ -90,7 +85,7 @@ pub fn plan(db: &dyn Database, query: &MessageQuery) -> Result<(SearchPlan, i64)
 /// Chooses how to search for `term` (folded), with one read of the index that stops at
 /// [`INDEX_MAX_CANDIDATES`]. Also tells how many rows wait outside the index.
 fn plan_term(db: &dyn Database, term: &str) -> Result<(SearchPlan, i64), StorageError> {
-    let Some(query) = index_query(term).filter(|_| ENABLED) else {
+    let Some(query) = index_query(term) else {
         return Ok((SearchPlan::Scan, 0));
     };
     // The limit is written as a number, not bound (see the `storage` module's doc).
@@ -159,12 +154,7 @@ pub(super) fn index_batch(db: &dyn Database, max_rows: i64) -> Result<i64, Stora
 pub(super) const UNINDEX: &str =
     "DELETE FROM messages_search WHERE rowid IN (SELECT value FROM json_each(?1))";
 
-// Tests of the index itself: not for the benchmark's build without it.
-#[cfg(all(
-    test,
-    not(target_arch = "wasm32"),
-    not(feature = "without-search-index")
-))]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use crate::domain::{fold_case, NewMessage};
@@ -414,12 +404,7 @@ mod tests {
     }
 }
 
-// Tests of the index itself: not for the benchmark's build without it.
-#[cfg(all(
-    test,
-    not(target_arch = "wasm32"),
-    not(feature = "without-search-index")
-))]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod hostile_terms {
     use crate::storage::testing::{ids, msg, TestDb};
     use crate::storage::{fold, insert_message, prepare};

@@ -662,7 +662,6 @@ mod tests {
         assert_eq!(indexes, ["messages_by_sender_with_recipient"]);
     }
 
-    #[cfg(not(feature = "without-search-index"))] // tests the index itself
     #[test]
     fn a_search_that_scans_rows_outside_the_index_indexes_a_batch_after_its_answer() {
         let db = TestDb::new();

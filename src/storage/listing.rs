@@ -228,8 +228,8 @@ fn source(query: &MessageQuery) -> &'static str {
         "messages INDEXED BY messages_by_recipient"
     } else if query.since_key.is_none() && query.cursor.is_none() && query.q_folded.is_some() {
         // A text search with nothing to narrow it must look at every row. Walking the
-        // (ts_key, message_id) index for it would fetch each row out of order (seconds at
-        // 1M rows when few match); one sequential pass and a small sort is bounded.
+        // (ts_key, message_id) index for it would fetch each row out of order (slowest when
+        // few match); one sequential pass and a small sort is bounded.
         "messages NOT INDEXED"
     } else {
         "messages"

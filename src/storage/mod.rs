@@ -8,8 +8,7 @@
 //! Limits and offsets are written into a statement's text as numbers, never bound as `?`.
 //! SQLite lets a bound limit shape the plan, so binding one discards the statement's first
 //! compile and compiles it again when it runs; and on Spin every request compiles its
-//! statements afresh, on a new connection. (`/stats` at a million messages: ~150 of the
-//! ~700 us its statement took natively.) The numbers are the component's own integers, never
+//! statements afresh, on a new connection. The numbers are the component's own integers, never
 //! request text; `session::tests::every_statement_a_request_sends_is_compiled_once` holds
 //! every statement a request sends to this.
 

@@ -2,18 +2,18 @@
 //! search uses it.
 //!
 //! `q` is a case-insensitive substring. Without an index that is a pass over every text,
-//! twice (page and total): about half a second at a million messages. With it, a search
+//! for page and total. With it, a search
 //! asks the index for the rows that hold every trigram of the term, then checks each of
 //! those against the text (`instr`), so the answer is the same as the scan's, just found
 //! faster.
 //!
 //! **Off the write path.** The storing statement does not touch the index (an index written
-//! per message capped ingestion near 600 messages/s). The fold adds each batch of new rows
-//! ([`index_batch`]), where FTS5 takes a few hundred rows for little more than one. Rows
-//! above the `('search', 'indexed_through')` tally are not in the index yet: a database upgraded from
+//! per message capped ingestion). The fold adds each batch of new rows ([`index_batch`]),
+//! where FTS5 takes a few hundred rows for little more than one. Rows above the
+//! `('search', 'indexed_through')` tally are not in the index yet: a database upgraded from
 //! an older version until the index catches up. A search scans them (a rowid range) and
-//! adds them, with the rows of `arrivals` not copied yet, so every search is exact whatever the index
-//! holds. Each fold, and each search that finds such a tail, indexes at most
+//! adds them, with the rows of `arrivals` not copied yet, so every search is exact whatever
+//! the index holds. Each fold, and each search that finds such a tail, indexes at most
 //! [`BACKFILL_ROWS`] more, so no request holds the write lock for long.
 //!
 //! **When the index is used.** A term of fewer than 3 characters has no trigram: those are
@@ -25,7 +25,7 @@ use super::{Database, SqlValue, StorageError};
 use crate::query::MessageQuery;
 
 /// Most rows outside the index that one fold, or one search's after-answer work, adds to it.
-/// At about 50 000 rows per second, a batch holds the write lock for some 80 ms.
+/// Bounded so that no request holds the write lock long for it.
 pub const BACKFILL_ROWS: i64 = 4096;
 
 /// Above this many candidate rows, a term is scanned instead (see the module's doc).
@@ -295,7 +295,7 @@ mod tests {
     }
 
     /// An indexed search reads rows by primary key only. Left to itself, the planner walked
-    /// the whole time index for the rows above the watermark (70 ms at 1M rows).
+    /// the whole time index for the rows above the watermark.
     #[test]
     fn an_indexed_search_never_walks_a_table_or_an_index() {
         let db = TestDb::new();

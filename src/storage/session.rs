@@ -71,15 +71,14 @@ pub enum Backend {
 }
 
 /// How long a statement a libSQL server refused as busy is retried before the request
-/// gives up (a webhook then answers 503 and the sender retries). Sixty deliveries at once
-/// through two replicas on one sqld kept some counter writes busy for more than 5 s.
+/// gives up (a webhook then answers 503 and the sender retries): longer than the 5 s after
+/// which sqld rolls back a writer that holds its write slot, so one stalled writer does not
+/// turn into 503s for everyone queued behind it.
 ///
 /// On a local file the wait is SQLite's busy timeout, which Spin sets to 5 s on every
-/// connection it opens (rusqlite's default). Earlier versions sent `PRAGMA busy_timeout =
-/// 10000` before every write, for the tail of 256 concurrent senders when each write held
-/// the lock several times as long; now that a write touches two pages, that statement cost
-/// more than it bought (on the bench host, dropping it raised ingest at 16 connections from
-/// 58% to 63% of the minimal write).
+/// connection it opens (rusqlite's default). No write sends its own `busy_timeout`: a write
+/// touches two pages, and one more statement per write cost more than the longer wait
+/// bought (bench/README.md).
 pub const SERVER_RETRY_MS: u32 = 10_000;
 
 /// How long a request that finds the schema missing or old waits for the write lock while
@@ -93,7 +92,7 @@ const FIRST_USE_LOCK_WAIT_MS: u32 = 10_000;
 /// the refusal means the setting does not apply here; the request goes on without it.
 ///
 /// WAL + NORMAL: a commit survives a crash of the process; only power loss can take the last
-/// few commits. FULL would fsync every commit: 7x fewer writes per second here.
+/// few commits. FULL would fsync every commit, for several times fewer writes per second.
 pub fn apply_local_settings(db: &dyn Database) -> Result<Backend, StorageError> {
     match db.execute("PRAGMA synchronous = NORMAL", &[]) {
         Ok(_) => Ok(Backend::LocalFile),
@@ -912,9 +911,8 @@ mod tests {
 
     /// Spin compiles every statement of a request on that request's new connection. SQLite
     /// compiles a statement again once its values are bound when a bound value can shape
-    /// the plan (`LIMIT ?` does), so such a statement costs every request two compiles: at a
-    /// million messages, ~150 of the ~700 us `/stats` took natively. Every kind of request
-    /// is driven here, over rows both folded and pending.
+    /// the plan (`LIMIT ?` does), so such a statement costs every request two compiles.
+    /// Every kind of request is driven here, over rows both folded and pending.
     #[test]
     fn every_statement_a_request_sends_is_compiled_once() {
         use crate::storage::testing::{msg, CompiledOnce};

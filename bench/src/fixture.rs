@@ -3,10 +3,6 @@
 //! priced as a share of it in the same run. Also the per-webhook figures that explain the
 //! gap: guest -> host calls, WAL bytes per stored message, and peak RSS of the serving
 //! process.
-//!
-//! The same rounds price the search index (issue 12): webhook-inbox built without it
-//! (feature `without-search-index`: no index objects in the schema, folds index nothing,
-//! every search scans) serves a copy of the same data set as a third arm.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,7 +28,7 @@ const CONCURRENCY: usize = 16;
 /// Everything this module measured, for the report and the JSON file.
 #[derive(Debug, Default, Serialize)]
 pub struct Figures {
-    /// Ingest x16, alternating component / minimal-write / component without the search index.
+    /// Ingest x16, alternating component / minimal-write.
     pub rounds: Vec<Round>,
     pub calls_per_webhook: Option<CallsPerWebhook>,
     pub wal_bytes_per_message: Option<WalBytes>,
@@ -103,11 +99,6 @@ impl Figures {
     pub fn shares(&self) -> Option<Shares> {
         Shares::of(self.rounds.iter().map(|r| r.share).collect())
     }
-
-    /// The component's ingest as a share of its build without the search index.
-    pub fn index_shares(&self) -> Option<Shares> {
-        Shares::of(self.rounds.iter().map(|r| r.index_share).collect())
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -117,9 +108,6 @@ pub struct Round {
     pub minimal_write_per_s: f64,
     /// component / minimal-write.
     pub share: f64,
-    pub without_index_per_s: f64,
-    /// component / component without the search index.
-    pub index_share: f64,
     pub component_cpu: Option<CpuUse>,
     pub minimal_write_cpu: Option<CpuUse>,
 }
@@ -239,13 +227,12 @@ pub struct Memory {
     pub requests: usize,
 }
 
-/// The fixture built, and where its database and the component's copies live.
+/// The fixture built, and where its database and the component's copy live.
 pub struct Apps {
     fixture: ServeSpec,
     fixture_db: PathBuf,
     component: ServeSpec,
     component_db: PathBuf,
-    without_index: ServeSpec,
 }
 
 impl Apps {
@@ -270,23 +257,11 @@ impl Apps {
             "runtime-config-vs-minimal-write.toml",
             Db::LocalFile(&component_db),
         )?;
-
-        let wasm = build_without_search_index(&setup.repo)?;
-        let without_index_db = setup.copy_of_seeded("inbox-without-search-index.db")?;
-        rusqlite::Connection::open(&without_index_db)?
-            .execute_batch("DROP TABLE messages_search;")?;
-        let mut without_index = phases::component_spec(
-            setup,
-            "runtime-config-without-search-index.toml",
-            Db::LocalFile(&without_index_db),
-        )?;
-        without_index.component.1 = wasm;
         Ok(Apps {
             fixture,
             fixture_db,
             component,
             component_db,
-            without_index,
         })
     }
 }
@@ -297,34 +272,6 @@ pub fn build_fixture(setup: &Setup) -> Result<(PathBuf, PathBuf)> {
     eprintln!("building the minimal-write component ...");
     let wasm = spin_test_host::build_component(&app_dir)?;
     Ok((app_dir, wasm))
-}
-
-/// webhook-inbox built with feature `without-search-index`, in a target dir of its own so
-/// that it never replaces the component's own build.
-fn build_without_search_index(repo: &Path) -> Result<PathBuf> {
-    eprintln!("building webhook-inbox without the search index ...");
-    let target = repo.join("target/without-search-index");
-    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .current_dir(repo)
-        .env("CARGO_TARGET_DIR", &target)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--target",
-            "wasm32-wasip1",
-            "-p",
-            "webhook-inbox",
-            "--features",
-            "without-search-index",
-        ])
-        .status()
-        .context("running cargo")?;
-    ensure!(
-        status.success(),
-        "building without the search index: {status}"
-    );
-    Ok(target.join("wasm32-wasip1/release/webhook_inbox.wasm"))
 }
 
 /// A fresh WAL database with the fixture's one table.
@@ -374,12 +321,11 @@ impl Served {
     }
 }
 
-/// The comparison: ingest x16 of unique messages, in turn by webhook-inbox, the minimal-write
-/// component and webhook-inbox without the search index (`--rounds` rounds, five by
-/// default), each on its own host in this process; the host's call tally over the
-/// component's and the fixture's rounds; then WAL bytes per stored message, with a reader
-/// held open. Returns the table rows, the figures, and failures (a row count that does not
-/// match the 200s).
+/// The comparison: ingest x16 of unique messages, alternating webhook-inbox and the
+/// minimal-write component (`--rounds` rounds, five by default), each on its own host in
+/// this process; the host's call tally over the component's and the fixture's rounds; then
+/// WAL bytes per stored message, with a reader held open. Returns the table rows, the
+/// figures, and failures (a row count that does not match the 200s).
 pub fn compare(
     setup: &Setup,
     apps: &Apps,
@@ -388,7 +334,6 @@ pub fn compare(
 ) -> Result<(Vec<Row>, Figures, Vec<String>)> {
     let mut component = Served::start(&apps.component)?;
     let mut fixture = Served::start(&apps.fixture)?;
-    let mut without_index = Served::start(&apps.without_index)?;
     // The fixture stores every request, the warm-up's included.
     fixture.stored = 20;
     let rounds = opts.rounds;
@@ -408,25 +353,18 @@ pub fn compare(
     let mut fixture_calls = CallCounts::default();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for round in 1..=rounds {
-        // Fresh bodies every round, of the same kind for all three; who goes first rotates,
-        // so a machine growing busier or quieter during the run favours none.
+        // Fresh bodies every round, of the same kind for both; who goes first alternates, so
+        // a machine growing busier or quieter during the run favours neither.
         let plans = [
             scenarios::ingest_as(Scenario::Ingest, fresh, count, CONCURRENCY, cap),
             scenarios::ingest_as(Scenario::MinimalWriteIngest, fresh, count, CONCURRENCY, cap),
-            scenarios::ingest_as(
-                Scenario::IngestWithoutSearchIndex,
-                fresh,
-                count,
-                CONCURRENCY,
-                cap,
-            ),
         ];
-        let mut measured: [Option<Measured>; 3] = Default::default();
-        for arm in (0..3).map(|i| (i + round) % 3) {
-            let served = match arm {
-                0 => &mut component,
-                1 => &mut fixture,
-                _ => &mut without_index,
+        let mut measured: [Option<Measured>; 2] = Default::default();
+        for arm in (0..2).map(|i| (i + round) % 2) {
+            let served = if arm == 0 {
+                &mut component
+            } else {
+                &mut fixture
             };
             measured[arm] = Some(served.run(&plans[arm]));
             if round == rounds && arm == 0 {
@@ -435,7 +373,7 @@ pub fn compare(
                 fixture_calls = fixture.settled_calls().since(&fixture_before);
             }
         }
-        let [Some(c), Some(f), Some(w)] = measured else {
+        let [Some(c), Some(f)] = measured else {
             unreachable!("every arm runs once per round");
         };
         let mut c_row = Row::of(Group::MinimalWrite, &plans[0], &c);
@@ -444,21 +382,17 @@ pub fn compare(
             &mut locked_seen,
         ));
         let f_row = Row::of(Group::MinimalWrite, &plans[1], &f);
-        let w_row = Row::of(Group::MinimalWrite, &plans[2], &w);
         let share = c_row.requests_per_s / f_row.requests_per_s.max(1e-9);
-        let index_share = c_row.requests_per_s / w_row.requests_per_s.max(1e-9);
         c_row.minimal_write_ratio = Some(share);
         figures.rounds.push(Round {
             round,
             component_per_s: c_row.requests_per_s,
             minimal_write_per_s: f_row.requests_per_s,
             share,
-            without_index_per_s: w_row.requests_per_s,
-            index_share,
             component_cpu: CpuUse::of(&c, cores),
             minimal_write_cpu: CpuUse::of(&f, cores),
         });
-        for mut row in [c_row, f_row, w_row] {
+        for mut row in [c_row, f_row] {
             row.round = Some(round);
             rows.push(row);
         }
@@ -495,11 +429,6 @@ pub fn compare(
         "minimal-write comparison: webhook-inbox",
     )?
     .into_iter()
-    .chain(phases::total_differs(
-        &without_index.load,
-        setup.shape.messages as usize + without_index.stored,
-        "minimal-write comparison: webhook-inbox without the search index",
-    )?)
     .collect();
     let bodies: usize = rusqlite::Connection::open(&apps.fixture_db)?.query_row(
         "SELECT count(*) FROM bodies",
@@ -514,7 +443,6 @@ pub fn compare(
     }
     component.host.shutdown();
     fixture.host.shutdown();
-    without_index.host.shutdown();
     Ok((rows, figures, failures))
 }
 
@@ -613,14 +541,11 @@ pub fn print(f: &Figures) {
     );
     for r in &f.rounds {
         println!(
-            "  round {}: webhook-inbox {:.1} req/s, minimal-write {:.1} req/s -> {:.0}%; \
-             webhook-inbox without the search index {:.1} req/s -> {:.0}%",
+            "  round {}: webhook-inbox {:.1} req/s, minimal-write {:.1} req/s -> {:.0}%",
             r.round,
             r.component_per_s,
             r.minimal_write_per_s,
-            r.share * 100.0,
-            r.without_index_per_s,
-            r.index_share * 100.0
+            r.share * 100.0
         );
         if let (Some(share), Some(c), Some(m)) =
             (r.cpu_share(), &r.component_cpu, &r.minimal_write_cpu)
@@ -645,13 +570,6 @@ pub fn print(f: &Figures) {
     if let Some(s) = Shares::of(f.rounds.iter().filter_map(Round::cpu_share).collect()) {
         println!(
             "  CPU per request, minimal-write's as a share of webhook-inbox's: median {}",
-            s.percent()
-        );
-    }
-    if let Some(s) = f.index_shares() {
-        println!(
-            "  ingest x16 with the search index, share of the same component built without it: \
-             median {}",
             s.percent()
         );
     }

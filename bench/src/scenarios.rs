@@ -60,9 +60,6 @@ pub enum Scenario {
     IngestRetention(Retention),
     /// The minimal-write component storing unique bodies (`bench/minimal-write`).
     MinimalWriteIngest,
-    /// `POST /webhook` of unique messages to webhook-inbox built without the search index
-    /// (feature `without-search-index`), on a copy of the data set without its tables.
-    IngestWithoutSearchIndex,
     /// The minimal-write component's `GET /read?id=N`: one SELECT of one row by its key.
     MinimalRead,
     /// `POST /webhook` of unique messages through two hosts on one libSQL server at once,
@@ -396,7 +393,6 @@ pub fn ingest_as(
         .collect();
     let name = match scenario {
         Scenario::MinimalWriteIngest => "minimal-write POST (new body)",
-        Scenario::IngestWithoutSearchIndex => "POST /webhook (new), built without the search index",
         Scenario::IngestTwoHosts => "POST /webhook (new), one of two hosts on one sqld",
         Scenario::IngestRetention(Retention::Off) => "POST /webhook (new), retention off",
         Scenario::IngestRetention(Retention::NothingDue) => {
@@ -513,15 +509,6 @@ pub fn targets(
             target: "ingest x16 >= 75% of the minimal-write component (median of rounds)".into(),
             measured: s.percent(),
             met: s.median >= 0.75,
-        });
-    }
-    if let Some(s) = minimal.index_shares() {
-        out.push(Target {
-            target: "ingest x16 >= 90% of the same component built without the search index \
-                     (median of rounds)"
-                .into(),
-            measured: s.percent(),
-            met: s.median >= 0.9,
         });
     }
     if let Some(m) = &minimal.memory {

@@ -23,6 +23,7 @@ pub mod manifest;
 pub mod routing;
 pub mod runtime_config;
 mod server;
+mod socket_writes;
 pub mod sqld;
 mod sqlite;
 mod startup;
@@ -73,6 +74,9 @@ pub struct HostOptions {
     /// Off, those stay empty and a long run's memory holds no log lines (what a memory
     /// measurement wants; Spin writes them to files only).
     pub capture_logs: bool,
+    /// Record every write to a client connection, for [`Host::socket_writes`] (default off:
+    /// the record grows with every connection).
+    pub record_socket_writes: bool,
 }
 
 impl HostOptions {
@@ -90,6 +94,7 @@ impl HostOptions {
             log_files: true,
             hold_responses_until_instance_ends: false,
             capture_logs: true,
+            record_socket_writes: false,
         }
     }
 }
@@ -103,6 +108,7 @@ pub struct Host {
     thread: Option<JoinHandle<()>>,
     routes: Vec<(String, String)>,
     calls: Arc<calls::Calls>,
+    socket_writes: Option<Arc<socket_writes::SocketWrites>>,
 }
 
 impl Host {
@@ -128,6 +134,9 @@ impl Host {
         )?;
 
         let routes = router.routes().to_vec();
+        let socket_writes = opts
+            .record_socket_writes
+            .then(|| Arc::new(socket_writes::SocketWrites::default()));
         let app = server::App {
             hold_responses_until_instance_ends: opts.hold_responses_until_instance_ends,
             router,
@@ -137,6 +146,7 @@ impl Host {
                 "version": manifest.app_version,
             })
             .to_string(),
+            socket_writes: socket_writes.clone(),
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (addr, thread) = startup::spawn_server(opts.listen, app, shutdown_rx)?;
@@ -149,6 +159,7 @@ impl Host {
             thread: Some(thread),
             routes,
             calls,
+            socket_writes,
         })
     }
 
@@ -185,6 +196,20 @@ impl Host {
 
     pub fn reset_peak_instance_memory(&self) {
         self.calls.reset_memory_peak();
+    }
+
+    /// With [`HostOptions::record_socket_writes`]: how many bytes the socket took from each
+    /// write the server made to the connection from `client` (the connection's peer, e.g. a
+    /// client's `TcpStream::local_addr`), in order, over every response on that connection.
+    /// A response that went out in one write is one entry of its whole length. `None` when
+    /// not recording or when no connection from `client` was accepted.
+    ///
+    /// A write is recorded when it returns, which may be just after the client has read its
+    /// bytes; once the client has seen the connection end (after a `Connection: close`
+    /// response), every write is in, since the server closes a connection only after its
+    /// last write returned.
+    pub fn socket_writes(&self, client: SocketAddr) -> Option<Vec<usize>> {
+        self.socket_writes.as_ref()?.of(client)
     }
 
     /// (route as displayed, component id) pairs, like `spin up`'s route list.

@@ -28,6 +28,7 @@ use wasmtime_wasi_http::p2::WasiHttpView;
 use crate::instance::{ComponentConfig, InstanceState};
 use crate::logs::{InstanceOutput, Sink};
 use crate::routing::{RouteMatch, Router, WELL_KNOWN_PREFIX};
+use crate::socket_writes::{Recorded, SocketWrites};
 
 /// How long shutdown waits for in-flight requests before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -48,6 +49,8 @@ pub struct App {
     pub components: HashMap<String, ComponentRuntime>,
     /// Body of `/.well-known/spin/info`.
     pub info_json: String,
+    /// See `HostOptions::record_socket_writes`.
+    pub socket_writes: Option<Arc<SocketWrites>>,
 }
 
 /// Binds with a large backlog so bursts of hundreds of connections are not dropped.
@@ -80,6 +83,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Re
                 // No TCP_NODELAY: Spin's HTTP trigger leaves Nagle's algorithm on (v4.0.2,
                 // crates/trigger-http/src/server.rs), and a component that writes its answer
                 // in small flushed pieces stalls there. The host must show that, not hide it.
+                let recorder = app.socket_writes.as_ref().map(|w| w.connection(client));
+                let stream = Recorded::new(stream, recorder);
                 let app = app.clone();
                 let shutdown = shutdown.clone();
                 connections.spawn(serve_connection(stream, client, app, shutdown));
@@ -98,7 +103,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Re
 }
 
 async fn serve_connection(
-    stream: tokio::net::TcpStream,
+    stream: Recorded<tokio::net::TcpStream>,
     client: SocketAddr,
     app: Arc<App>,
     mut shutdown: watch::Receiver<bool>,

@@ -672,3 +672,86 @@ fn host_counts_guest_calls_per_request() {
     let other = start(options());
     assert_eq!(other.calls(), CallCounts::default());
 }
+
+/// One response with a `Content-Length`, read whole from a keep-alive connection: its bytes.
+fn read_sized_response(conn: &mut TcpStream) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        conn.read_exact(&mut byte).unwrap();
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8(raw.clone()).unwrap().to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .expect("a content-length")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body).unwrap();
+    raw.extend(body);
+    raw
+}
+
+#[test]
+fn host_records_each_write_to_a_connection_when_asked() {
+    let mut opts = options();
+    // Answers end with the component's body, as in Spin, so they keep their length.
+    opts.hold_responses_until_instance_ends = false;
+    opts.record_socket_writes = true;
+    let host = start(opts);
+    let addr = host.addr();
+    let mut conn = TcpStream::connect(addr).unwrap();
+    let client = conn.local_addr().unwrap();
+    // The host's own answers have their whole body when their head is written: one write
+    // each, of the whole answer.
+    write!(
+        conn,
+        "GET /.well-known/spin/health HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    )
+    .unwrap();
+    let health = read_sized_response(&mut conn);
+    write!(
+        conn,
+        "GET /.well-known/spin/info HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    )
+    .unwrap();
+    let info = read_sized_response(&mut conn);
+    // A component's: the fixture answers through spin-sdk, which sets the head before it
+    // writes the body (chunked, without a length), so how many writes it takes varies; every
+    // byte is in the record either way.
+    write!(
+        conn,
+        "GET /exact HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut echo = Vec::new();
+    conn.read_to_end(&mut echo).unwrap();
+    assert_eq!(parse_response(&echo).status, 200);
+
+    let writes = host
+        .socket_writes(client)
+        .expect("a record of the connection");
+    assert_eq!(writes[..2], [health.len(), info.len()], "{writes:?}");
+    assert!(writes.len() > 2, "{writes:?}");
+    assert_eq!(writes[2..].iter().sum::<usize>(), echo.len(), "{writes:?}");
+    // A connection the host never accepted has no record.
+    assert_eq!(
+        host.socket_writes(SocketAddr::from(([127, 0, 0, 1], 1))),
+        None
+    );
+
+    // Off by default.
+    let host = start(options());
+    let mut conn = TcpStream::connect(host.addr()).unwrap();
+    let client = conn.local_addr().unwrap();
+    write!(
+        conn,
+        "GET /.well-known/spin/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    conn.read_to_end(&mut Vec::new()).unwrap();
+    assert_eq!(host.socket_writes(client), None);
+}

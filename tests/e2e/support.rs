@@ -72,6 +72,8 @@ pub struct App {
     /// See `HostOptions::hold_responses_until_instance_ends`; on unless a test needs Spin's
     /// own timing.
     hold_responses: bool,
+    /// See `HostOptions::record_socket_writes`; off unless a test reads [`App::socket_writes`].
+    record_socket_writes: bool,
 }
 
 impl App {
@@ -152,6 +154,7 @@ impl App {
             backend,
             sqld,
             hold_responses: true,
+            record_socket_writes: false,
         };
         app.host = Some(app.boot());
         app
@@ -163,6 +166,25 @@ impl App {
         self.hold_responses = false;
         self.restart();
         self
+    }
+
+    /// The same app, its host recording each write to a client connection (see
+    /// [`App::socket_writes`]).
+    pub fn recording_socket_writes(mut self) -> App {
+        self.record_socket_writes = true;
+        self.restart();
+        self
+    }
+
+    /// The bytes the host wrote to the connection from `client` (the client's own
+    /// `local_addr`), one entry per write, in order; complete once the client has seen the
+    /// connection close. Needs [`App::recording_socket_writes`].
+    pub fn socket_writes(&self, client: SocketAddr) -> Vec<usize> {
+        self.host
+            .as_ref()
+            .unwrap()
+            .socket_writes(client)
+            .expect("recording_socket_writes, and a connection from that address")
     }
 
     /// The first column of the first row of `sql`, read directly from the app's database.
@@ -217,6 +239,7 @@ impl App {
         opts.log_files = false;
         // When held: once a response is read, that request's log line and counters are written.
         opts.hold_responses_until_instance_ends = self.hold_responses;
+        opts.record_socket_writes = self.record_socket_writes;
         opts.sqlite_statements = self.sqlite_statements.clone();
         opts.component_sources.insert("webhook-inbox".into(), wasm);
         Host::start(opts).expect("host starts")

@@ -201,6 +201,28 @@ impl App {
         }
     }
 
+    /// The first column of every row of `sql`, as text (the query makes it text, e.g. with
+    /// `json_array`), read directly from the app's database.
+    pub fn query_texts(&self, sql: &str) -> Vec<String> {
+        match &self.sqld {
+            None => rusqlite::Connection::open(self.db_path())
+                .and_then(|conn| {
+                    let mut statement = conn.prepare(sql)?;
+                    let rows = statement.query_map([], |r| r.get(0))?;
+                    rows.collect()
+                })
+                .unwrap(),
+            Some(sqld) => run_on_libsql(&sqld.url(), |conn| async move {
+                let mut rows = conn.query(sql, ()).await?;
+                let mut texts = Vec::new();
+                while let Some(row) = rows.next().await? {
+                    texts.push(row.get::<String>(0)?);
+                }
+                Ok(texts)
+            }),
+        }
+    }
+
     /// Runs one statement on the app's database directly (not through the component).
     pub fn execute_sql(&self, sql: &str) {
         match &self.sqld {

@@ -19,6 +19,7 @@ pub mod rejections;
 pub mod responses;
 pub mod routes;
 pub mod signature;
+pub mod sources;
 pub mod standard_webhooks;
 pub mod storage;
 pub mod timestamp;

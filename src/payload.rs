@@ -35,6 +35,18 @@ fn json_error_summary(err: &serde_json::Error) -> String {
 }
 
 fn validate(object: &Map<String, Value>) -> Result<NewMessage, Vec<FieldError>> {
+    validate_fields(object, required_string(object, "ts"))
+}
+
+/// Validates a message a source has mapped into the shape of a `/webhook` body
+/// (`message_id`, `from`, `to`, `text`; other keys are ignored), by the same rules and with
+/// the same error shapes. `ts` comes apart, as the text found or the problem with it: a
+/// source that converts its own timestamp (Meta's unix seconds) reports its own problem,
+/// still listed in field order.
+pub fn validate_fields(
+    object: &Map<String, Value>,
+    ts: Result<String, FieldError>,
+) -> Result<NewMessage, Vec<FieldError>> {
     let mut errors = Vec::new();
     let message_id = keep(
         &mut errors,
@@ -48,10 +60,7 @@ fn validate(object: &Map<String, Value>) -> Result<NewMessage, Vec<FieldError>> 
         &mut errors,
         required_string(object, "to").and_then(|v| phone("to", v)),
     );
-    let ts = keep(
-        &mut errors,
-        required_string(object, "ts").and_then(timestamp_with_key),
-    );
+    let ts = keep(&mut errors, ts.and_then(timestamp_with_key));
     let text = keep(&mut errors, optional_text(object));
 
     match (message_id, from, to, ts, text) {

@@ -10,15 +10,15 @@
 -- (src/storage/session.rs).
 --
 -- How a message is stored (src/storage/fold.rs says why):
--- 1. The webhook writes one row into `arrivals`: a small table with no index but its
+-- 1. The webhook writes one row into `received`: a small table with no index but its
 --    idempotency key, so the write touches two B-tree pages and holds the lock briefly.
 --    The row gets its final number (`seq`) there, above every number handed out before.
--- 2. Every few hundred messages, the fold copies `arrivals` into `messages` (where the
+-- 2. Every few hundred messages, the fold copies `received` into `messages` (where the
 --    filter indexes take the batch at once), adds the batch to `tallies` with ONE
 --    statement, indexes it for search, and clears the copied rows. Each step is one
 --    statement, atomic on its own and safe to run again: no transaction spans two of them,
 --    which on a libSQL server would hold its only write slot across network round trips.
--- 3. Reads add the rows `tallies` has not counted yet (`arrivals` above the watermark), so
+-- 3. Reads add the rows `tallies` has not counted yet (`received` above the watermark), so
 --    every list, count and aggregate is exact at all times, between any two fold steps too.
 -- The schema has no triggers: every request opens a new connection, which parses the whole
 -- schema before its first statement, and a trigger costs more to parse than a table.
@@ -64,12 +64,12 @@ CREATE INDEX IF NOT EXISTS messages_by_sender_with_recipient
 CREATE INDEX IF NOT EXISTS messages_by_recipient ON messages (recipient, ts_key, message_id);
 
 -- New messages, until the fold copies them into `messages` (versions 3 to 6 called it
--- `incoming`; the new name keeps instances of those versions from writing here). Same
--- columns, plus the storing request's latency: the row also stands for that request's
--- counters (src/storage/counters.rs). `seq` is the message's number for good: the storing
--- statement picks the next one above every row of both tables and the watermark, and the
--- fold copies it unchanged.
-CREATE TABLE IF NOT EXISTS arrivals (
+-- `incoming`, version 7 `arrivals`; each new name keeps instances of older versions from
+-- writing rows this version would miscount). Same columns, plus the storing request's
+-- latency (a `/webhook` row also stands for that request's counters,
+-- src/storage/counters.rs) and, for a provider's message, where it came from. `seq` is the message's number for good: the storing statement picks the next one
+-- above every row of both tables and the watermark, and the fold copies it unchanged.
+CREATE TABLE IF NOT EXISTS received (
     seq         INTEGER PRIMARY KEY,
     message_id  TEXT NOT NULL UNIQUE,
     sender      TEXT NOT NULL,
@@ -78,7 +78,18 @@ CREATE TABLE IF NOT EXISTS arrivals (
     ts_key      TEXT NOT NULL,
     body_text   TEXT,
     text_folded TEXT,
-    latency_ms  REAL
+    latency_ms  REAL,
+    source      TEXT,              -- 'whatsapp', 'twilio'; NULL for POST /webhook
+    kind        TEXT               -- the provider's message type ('text', 'image', 'sms')
+);
+
+-- Where a provider's message came from, and its type, shown with the message; `POST
+-- /webhook` messages have no row here. Apart from `messages` so that a million stored rows
+-- need no new column (SQLite cannot add one idempotently), and filled by the fold.
+CREATE TABLE IF NOT EXISTS message_sources (
+    seq    INTEGER PRIMARY KEY,    -- messages.seq
+    source TEXT NOT NULL,
+    kind   TEXT NOT NULL
 );
 
 -- The rejection log (src/rejections.rs): the newest `rejection_log_size` refused deliveries,
@@ -121,7 +132,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_search USING fts5(
 
 -- Upgrading a version 1 to 6 database. Those versions kept their counts in one table each
 -- and `incoming` numbered its rows from 1 after each fold. The statements below move the
--- counts into `tallies`, move waiting rows into `arrivals` with numbers above every stored
+-- counts into `tallies`, move waiting rows into `received` with numbers above every stored
 -- one, and drop the old tables. Each runs only while `tallies` has no ('inbox', ...) row
 -- yet, i.e. once; on a new database they create and drop empty tables.
 CREATE TABLE IF NOT EXISTS sender_counts (sender TEXT PRIMARY KEY, messages INTEGER NOT NULL)
@@ -155,7 +166,7 @@ INSERT OR IGNORE INTO fold_state (id, counted_through)
     SELECT 1, coalesce(max(seq), 0) FROM messages
     WHERE NOT EXISTS (SELECT 1 FROM tallies WHERE kind = 'inbox');
 DROP TRIGGER IF EXISTS messages_aggregate;
-INSERT INTO arrivals (seq, message_id, sender, recipient, ts, ts_key, body_text, text_folded,
+INSERT INTO received (seq, message_id, sender, recipient, ts, ts_key, body_text, text_folded,
         latency_ms)
     SELECT seq + (SELECT max(coalesce((SELECT max(seq) FROM messages), 0),
                              coalesce((SELECT counted_through FROM fold_state), 0))),
@@ -182,8 +193,30 @@ DROP TABLE IF EXISTS search_state;
 DROP TABLE IF EXISTS messages_fts;
 DROP INDEX IF EXISTS sender_counts_top;
 
--- Upgrading a version 7 database: its sender index lacked the recipient.
+-- Upgrading a version 7 database: its sender index lacked the recipient; its `arrivals`
+-- (the waiting rows, with their numbers for good) lacked `source` and `kind`, so the rows
+-- move into `received`; its `/webhook` counters had no `source` label. On a current
+-- database these create and drop an empty table and move nothing.
 DROP INDEX IF EXISTS messages_by_sender;
+CREATE TABLE IF NOT EXISTS arrivals (
+    seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL UNIQUE, sender TEXT NOT NULL,
+    recipient TEXT NOT NULL, ts TEXT NOT NULL, ts_key TEXT NOT NULL, body_text TEXT,
+    text_folded TEXT, latency_ms REAL);
+INSERT INTO received (seq, message_id, sender, recipient, ts, ts_key, body_text, text_folded,
+        latency_ms)
+    SELECT seq, message_id, sender, recipient, ts, ts_key, body_text, text_folded, latency_ms
+    FROM arrivals ORDER BY seq;
+DROP TABLE arrivals;
+INSERT INTO tallies (kind, key, n)
+    SELECT 'metric', 'webhook_requests_total source="webhook",' || substr(key, 24), n
+    FROM tallies WHERE kind = 'metric' AND key LIKE 'webhook_requests_total result=%'
+    UNION ALL
+    SELECT 'metric', 'webhook_rejections_total source="webhook",' || substr(key, 26), n
+    FROM tallies WHERE kind = 'metric' AND key LIKE 'webhook_rejections_total reason=%'
+    ORDER BY 1, 2
+    ON CONFLICT DO UPDATE SET n = n + excluded.n;
+DELETE FROM tallies WHERE kind = 'metric' AND (key LIKE 'webhook_requests_total result=%'
+    OR key LIKE 'webhook_rejections_total reason=%');
 
 -- A new database starts with every count at zero.
 INSERT INTO tallies (kind, key, n) VALUES

@@ -5,6 +5,7 @@
 //! a request touches exactly one bucket row; rendering accumulates them.
 
 use crate::rejections::Reason;
+use crate::sources::Source;
 use std::fmt::Write;
 
 /// Upper bounds (ms) of the latency histogram buckets; `+Inf` is implicit.
@@ -14,6 +15,9 @@ pub const LATENCY_BUCKETS_MS: [f64; 12] = [
 
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const WEBHOOK_REQUESTS: &str = "webhook_requests_total";
+/// Provider messages by outcome (a `/webhook` request is one message: see
+/// [`WEBHOOK_REQUESTS`]).
+pub const WEBHOOK_MESSAGES: &str = "webhook_messages_total";
 pub const LATENCY_BUCKET: &str = "request_latency_ms_bucket";
 pub const LATENCY_SUM: &str = "request_latency_ms_sum";
 pub const REJECTIONS: &str = "webhook_rejections_total";
@@ -80,9 +84,25 @@ impl WebhookResult {
         self == WebhookResult::Created
     }
 
-    /// The labels of this result's `webhook_requests_total` series.
-    pub fn labels(self) -> String {
-        format!("result=\"{}\"", self.as_str())
+    /// The labels of this result's `webhook_requests_total` series, for `source`.
+    pub fn labels(self, source: Source) -> String {
+        format!(
+            "source=\"{}\",result=\"{}\"",
+            source.as_str(),
+            self.as_str()
+        )
+    }
+}
+
+/// The `created` series a stored row stands for, by the source that stored it: a `/webhook`
+/// row is its request (`webhook_requests_total`, which the row also counts in
+/// `http_requests_total` and the latency histogram, see `storage::counters`); a provider's
+/// row is one message of its delivery (`webhook_messages_total`; the delivery's request
+/// records its own counters).
+pub fn stored_row_series(source: Source) -> String {
+    match source {
+        Source::Webhook => series_key(WEBHOOK_REQUESTS, &WebhookResult::Created.labels(source)),
+        _ => series_key(WEBHOOK_MESSAGES, &WebhookResult::Created.labels(source)),
     }
 }
 
@@ -146,7 +166,7 @@ pub fn increments(
     if let Some(result) = webhook.filter(|r| !r.counted_by_storage()) {
         out.push(Increment {
             name: WEBHOOK_REQUESTS,
-            labels: result.labels(),
+            labels: result.labels(Source::Webhook),
             delta: Delta::Count(1),
         });
     }

@@ -282,8 +282,12 @@ fn each_answer_adds_its_increments_once() {
     assert_eq!(http("/webhook", 200), 2.0);
     assert_eq!(http("/webhook", 401), 1.0);
     assert_eq!(http("other", 404), 1.0);
-    let webhook =
-        |result: WebhookResult| rt.counter(crate::metrics::WEBHOOK_REQUESTS, &result.labels());
+    let webhook = |result: WebhookResult| {
+        rt.counter(
+            crate::metrics::WEBHOOK_REQUESTS,
+            &result.labels(crate::sources::Source::Webhook),
+        )
+    };
     assert_eq!(webhook(WebhookResult::Created), 1.0);
     assert_eq!(webhook(WebhookResult::Duplicate), 1.0);
     assert_eq!(webhook(WebhookResult::InvalidSignature), 1.0);
@@ -369,7 +373,10 @@ fn on_a_server_no_delivery_holds_a_transaction_across_round_trips() {
     );
     assert!(per_message[folding] > 1, "the batch was folded");
     assert_eq!(
-        rt.counter("webhook_requests_total", "result=\"created\""),
+        rt.counter(
+            "webhook_requests_total",
+            "source=\"webhook\",result=\"created\""
+        ),
         (batch + 10) as f64
     );
     // A duplicate, a bad signature, an invalid message.

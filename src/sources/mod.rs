@@ -16,6 +16,39 @@ pub mod whatsapp;
 use crate::domain::NewMessage;
 use crate::problem::FieldError;
 
+/// Where a delivery came in: its route, and the `source` of its log line, metrics and
+/// stored messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// `POST /webhook`: the inbox's own signed format.
+    Webhook,
+    /// `POST /webhook/whatsapp`: Meta's WhatsApp Cloud API.
+    WhatsApp,
+    /// `POST /webhook/twilio`: Twilio's WhatsApp and SMS webhooks.
+    Twilio,
+}
+
+impl Source {
+    pub const ALL: [Source; 3] = [Source::Webhook, Source::WhatsApp, Source::Twilio];
+
+    /// The source as labels, log lines and stored rows name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Webhook => "webhook",
+            Source::WhatsApp => "whatsapp",
+            Source::Twilio => "twilio",
+        }
+    }
+
+    /// The source a stored row names (`NULL` for `/webhook`, whose rows carry none).
+    pub fn from_stored(name: Option<&str>) -> Option<Source> {
+        match name {
+            None => Some(Source::Webhook),
+            Some(name) => Source::ALL.into_iter().find(|s| s.as_str() == name),
+        }
+    }
+}
+
 /// A provider message mapped onto a message to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourcedMessage {

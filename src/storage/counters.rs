@@ -1,7 +1,7 @@
 //! Metric counters: rows of `tallies` (kind `metric`), one multi-row upsert per request,
 //! one read per scrape.
 //!
-//! A request that stores a message writes no counters of its own: its row in `arrivals`
+//! A request that stores a message writes no counters of its own: its row in `received`
 //! carries its latency, and that row stands for the request's counters (`/webhook` 200,
 //! `created`, its latency bucket and sum). Reads add the rows the fold has not counted yet;
 //! the fold counts them into `tallies` (src/storage/fold.rs). That saves every stored
@@ -9,8 +9,9 @@
 //! server's write slot.
 
 use super::{Database, SqlValue, StorageError};
-use crate::metrics::{self, CounterRow, Delta, Increment, WebhookResult, WEBHOOK_REQUESTS};
+use crate::metrics::{self, CounterRow, Delta, Increment, WebhookResult};
 use crate::routes::Endpoint;
+use crate::sources::Source;
 
 /// The upsert adding `increments` to their rows, as one statement.
 pub(super) fn upsert(increments: &[Increment]) -> (String, Vec<SqlValue>) {
@@ -32,6 +33,19 @@ pub(super) fn upsert(increments: &[Increment]) -> (String, Vec<SqlValue>) {
     (sql, params)
 }
 
+/// SQL for the `created` series key a stored row counts in, from its `column` of sources
+/// (see [`metrics::stored_row_series`]). The keys hold no `'`, so they sit in the text.
+pub(super) fn stored_row_series_sql(column: &str) -> String {
+    let mut sql = format!("CASE {column}");
+    for source in Source::ALL.into_iter().filter(|s| *s != Source::Webhook) {
+        let key = metrics::stored_row_series(source);
+        sql.push_str(&format!(" WHEN '{}' THEN '{key}'", source.as_str()));
+    }
+    let key = metrics::stored_row_series(Source::Webhook);
+    sql.push_str(&format!(" ELSE '{key}' END"));
+    sql
+}
+
 /// Adds a finished request's increments.
 pub fn record(db: &dyn Database, increments: &[Increment]) -> Result<(), StorageError> {
     if increments.is_empty() {
@@ -45,16 +59,17 @@ pub fn record(db: &dyn Database, increments: &[Increment]) -> Result<(), Storage
 /// `created`, and the requests that stored them. One statement.
 pub fn read_counters(db: &dyn Database) -> Result<Vec<CounterRow>, StorageError> {
     let rows = db.execute(
-        "WITH pending AS MATERIALIZED ( \
-             SELECT latency_ms FROM arrivals \
-             WHERE seq > (SELECT n FROM tallies WHERE kind = 'inbox' AND key = 'counted_through')) \
-         SELECT key, n FROM tallies WHERE kind = 'metric' \
-         UNION ALL SELECT ?, count(*) FROM pending \
-         UNION ALL SELECT NULL, latency_ms FROM pending WHERE latency_ms IS NOT NULL",
-        &[SqlValue::Text(metrics::series_key(
-            WEBHOOK_REQUESTS,
-            &WebhookResult::Created.labels(),
-        ))],
+        &format!(
+            "WITH pending AS MATERIALIZED ( \
+                 SELECT latency_ms, source FROM received \
+                 WHERE seq > (SELECT n FROM tallies \
+                              WHERE kind = 'inbox' AND key = 'counted_through')) \
+             SELECT key, n FROM tallies WHERE kind = 'metric' \
+             UNION ALL SELECT {created}, count(*) FROM pending GROUP BY 1 \
+             UNION ALL SELECT NULL, latency_ms FROM pending WHERE latency_ms IS NOT NULL",
+            created = stored_row_series_sql("source"),
+        ),
+        &[],
     )?;
     let mut counters: Vec<CounterRow> = Vec::new();
     let mut latencies = Vec::new();
@@ -141,7 +156,10 @@ mod tests {
             Some(2.0)
         );
         assert_eq!(
-            get("webhook_requests_total", "result=\"duplicate\""),
+            get(
+                "webhook_requests_total",
+                "source=\"webhook\",result=\"duplicate\""
+            ),
             Some(2.0)
         );
         assert_eq!(get("request_latency_ms_sum", ""), Some(3.5));

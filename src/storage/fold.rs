@@ -1,10 +1,10 @@
-//! Folding: copying the messages in `arrivals` into `messages`, a batch at a time, and
+//! Folding: copying the messages in `received` into `messages`, a batch at a time, and
 //! counting the batch in `tallies`.
 //!
 //! Why two tables: every index and count a message touches is a B-tree page that its write
 //! transaction copies to the WAL and holds the write lock for. Stored straight into
 //! `messages`, one message touched about ten (the row, `message_id`, three filter indexes,
-//! five counts). Stored into `arrivals`, it touches two: the row and its `message_id`
+//! five counts). Stored into `received`, it touches two: the row and its `message_id`
 //! entry. The fold then adds a few hundred messages to the indexes and the counts at once.
 //!
 //! Why no transaction: on a libSQL server every statement is a network round trip, and a
@@ -12,17 +12,17 @@
 //! writer of every instance waits for all of the fold's round trips. So each step is one
 //! statement, atomic on its own, and safe to run again or out of turn (two instances may
 //! fold at once; an instance may stop between two steps):
-//! 1. **copy** the rows of `arrivals` that `messages` lacks (by `seq`, which a message keeps
+//! 1. **copy** the rows of `received` that `messages` lacks (by `seq`, which a message keeps
 //!    from the moment it is stored);
-//! 2. **count** every row of `arrivals` above the watermark `('inbox', 'counted_through')`
+//! 2. **count** every row of `received` above the watermark `('inbox', 'counted_through')`
 //!    in `tallies` (senders, recipients, hours, totals, and the `created` and request
 //!    counters the rows stand for), and move the watermark, in ONE statement, so a count is
 //!    never taken twice or lost;
-//! 3. **clear** the rows of `arrivals` that are both counted and copied;
+//! 3. **clear** the rows of `received` that are both counted and copied;
 //! 4. **index** the copied rows for search (see [`super::search`]).
 //!
-//! Reads need no fold to be exact: lists read `messages` plus the rows of `arrivals` not
-//! copied yet; counts read `tallies` plus the rows of `arrivals` above the watermark, which
+//! Reads need no fold to be exact: lists read `messages` plus the rows of `received` not
+//! copied yet; counts read `tallies` plus the rows of `received` above the watermark, which
 //! step 3 never clears ([`UNCOPIED`], [`UNCOUNTED`]).
 //!
 //! Why not a trigger: every request opens a new connection, and a new connection parses the
@@ -32,12 +32,12 @@
 //! When: no instance outlives its request, so no background task can fold. The write that
 //! fills the batch (its `seq` is a multiple of [`FOLD_EVERY`]) folds after its answer is
 //! sent. A fold that never ran (the instance was stopped) is caught by the next multiple, so
-//! `arrivals` stays small.
+//! `received` stays small.
 
 use super::{search, Database, StorageError};
 use crate::metrics;
 
-/// Messages per fold. Reads scan `arrivals` in full; at this size that is a few dozen pages.
+/// Messages per fold. Reads scan `received` in full; at this size that is a few dozen pages.
 pub const FOLD_EVERY: i64 = 256;
 
 /// Whether the write that got `seq` should fold.
@@ -48,28 +48,39 @@ pub fn due(seq: i64) -> bool {
 /// Length of the hour prefix of an instant key, "2025-01-15T10"; hour tallies are keyed by it.
 pub(super) const HOUR_KEY_LEN: usize = 13;
 
-/// A row of `arrivals` the counts in `tallies` do not include yet.
+/// A row of `received` the counts in `tallies` do not include yet.
 pub(super) const UNCOUNTED: &str =
     "seq > (SELECT n FROM tallies WHERE kind = 'inbox' AND key = 'counted_through')";
-/// A row of `arrivals` that `messages` does not hold yet. A row the
+/// A row of `received` that `messages` does not hold yet. A row the
 /// copy has not reached is numbered above every row of `messages` (it was stored after the
 /// last copy, and numbers only grow), so the comparison settles nearly every row; only a
 /// row copied but not yet cleared, during a fold, is looked up.
 pub(super) const UNCOPIED: &str = "(seq > (SELECT coalesce(max(seq), 0) FROM messages) \
-                        OR NOT EXISTS (SELECT 1 FROM messages AS c WHERE c.seq = arrivals.seq))";
+                        OR NOT EXISTS (SELECT 1 FROM messages AS c WHERE c.seq = received.seq))";
 
 /// Step 1: the rows `messages` lacks, with the numbers they were stored under.
 const COPY: &str = "INSERT INTO messages \
          (seq, message_id, sender, recipient, ts, ts_key, body_text, text_folded) \
      SELECT seq, message_id, sender, recipient, ts, ts_key, body_text, text_folded \
-     FROM arrivals AS i WHERE NOT EXISTS (SELECT 1 FROM messages AS m WHERE m.seq = i.seq) \
+     FROM received AS i WHERE NOT EXISTS (SELECT 1 FROM messages AS m WHERE m.seq = i.seq) \
      ORDER BY seq \
      ON CONFLICT DO NOTHING";
 
-/// Step 3: rows both counted and copied.
-const CLEAR: &str = "DELETE FROM arrivals \
+/// Step 1, for a provider's messages: where each came from, and its type.
+const COPY_SOURCES: &str = "INSERT INTO message_sources (seq, source, kind) \
+     SELECT seq, source, coalesce(kind, '') FROM received AS i \
+     WHERE source IS NOT NULL \
+     AND NOT EXISTS (SELECT 1 FROM message_sources AS m WHERE m.seq = i.seq) \
+     ORDER BY seq \
+     ON CONFLICT DO NOTHING";
+
+/// Step 3: rows counted and copied, their source too (a fold running beside this one may
+/// have copied and counted a row after this one copied the sources).
+const CLEAR: &str = "DELETE FROM received \
      WHERE seq <= (SELECT n FROM tallies WHERE kind = 'inbox' AND key = 'counted_through') \
-     AND EXISTS (SELECT 1 FROM messages AS m WHERE m.seq = arrivals.seq)";
+     AND EXISTS (SELECT 1 FROM messages AS m WHERE m.seq = received.seq) \
+     AND (source IS NULL \
+          OR EXISTS (SELECT 1 FROM message_sources AS s WHERE s.seq = received.seq))";
 
 /// Step 2, one statement: every count of the rows above the watermark, and the watermark.
 /// Each stored row also stands for its request's counters (see [`super::counters`]).
@@ -86,7 +97,7 @@ fn count_sql() -> String {
     let metric = |name: &str, labels: &str| format!("'{}'", metrics::series_key(name, labels));
     format!(
         "WITH batch AS MATERIALIZED ( \
-             SELECT seq, sender, recipient, ts_key, latency_ms FROM arrivals \
+             SELECT seq, sender, recipient, ts_key, latency_ms, source FROM received \
              WHERE seq > (SELECT n FROM tallies WHERE kind = 'inbox' AND key = 'counted_through')) \
          INSERT INTO tallies (kind, key, n) \
          SELECT kind, key, n FROM ( \
@@ -98,7 +109,7 @@ fn count_sql() -> String {
              UNION ALL SELECT 'inbox', 'senders', count(*) FROM (SELECT DISTINCT sender FROM batch) AS b \
                  WHERE NOT EXISTS (SELECT 1 FROM tallies AS t \
                                    WHERE t.kind = 'sender' AND t.key = b.sender) \
-             UNION ALL SELECT 'metric', {created}, count(*) FROM batch \
+             UNION ALL SELECT 'metric', {created}, count(*) FROM batch GROUP BY 2 \
              UNION ALL SELECT 'metric', {requests}, count(*) FROM batch \
                  WHERE latency_ms IS NOT NULL \
              UNION ALL SELECT 'metric', '{bucket_prefix} ' || {bucket}, count(*) FROM batch \
@@ -110,7 +121,7 @@ fn count_sql() -> String {
          ON CONFLICT (kind, key) DO UPDATE SET n = CASE \
              WHEN kind = 'inbox' AND key = 'counted_through' THEN max(n, excluded.n) \
              ELSE n + excluded.n END",
-        created = metric(metrics::WEBHOOK_REQUESTS, &metrics::WebhookResult::Created.labels()),
+        created = super::counters::stored_row_series_sql("source"),
         requests = metric(metrics::HTTP_REQUESTS, &stored_request_labels()),
         bucket_prefix = metrics::LATENCY_BUCKET,
         sum = metric(metrics::LATENCY_SUM, ""),
@@ -125,10 +136,15 @@ fn stored_request_labels() -> String {
 
 /// The fold's SQL, in order (the benchmark keys its cached data set by it).
 pub fn statements() -> Vec<String> {
-    vec![COPY.to_owned(), count_sql(), CLEAR.to_owned()]
+    vec![
+        COPY.to_owned(),
+        COPY_SOURCES.to_owned(),
+        count_sql(),
+        CLEAR.to_owned(),
+    ]
 }
 
-/// Copies, counts, clears and indexes everything waiting in `arrivals`, one statement at a
+/// Copies, counts, clears and indexes everything waiting in `received`, one statement at a
 /// time (see the module's doc).
 pub fn fold(db: &dyn Database) -> Result<(), StorageError> {
     fold_for_removal(db)?;
@@ -145,14 +161,15 @@ pub fn fold(db: &dyn Database) -> Result<(), StorageError> {
 /// the write lock (on a libSQL server, a round trip each).
 pub(super) fn fold_for_removal(db: &dyn Database) -> Result<(), StorageError> {
     db.execute(COPY, &[])?;
+    db.execute(COPY_SOURCES, &[])?;
     db.execute(&count_sql(), &[])?;
     db.execute(CLEAR, &[]).map(drop)
 }
 
-/// Rows waiting in `arrivals`.
+/// Rows waiting in `received`.
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub fn pending(db: &dyn Database) -> Result<i64, StorageError> {
-    let rows = db.execute("SELECT count(*) FROM arrivals", &[])?;
+    let rows = db.execute("SELECT count(*) FROM received", &[])?;
     Ok(super::first_value(&rows)
         .and_then(super::SqlValue::as_i64)
         .unwrap_or(0))

@@ -1,7 +1,7 @@
 //! Removing messages: retention purges, erasure by id or by sender, and the tombstones that
 //! keep a removed message from being stored again.
 //!
-//! Every removal keeps the counts exact. It folds `arrivals` first, in the same
+//! Every removal keeps the counts exact. It folds `received` first, in the same
 //! transaction, so that every row is in `messages` and counted in `tallies`; then it
 //! subtracts them from the sender, recipient and hour counts and the totals, drops count
 //! rows that reach zero (a sender with no messages left is no longer a sender), leaves a
@@ -54,16 +54,16 @@ pub fn tombstone_key(message_id: &str) -> String {
 }
 
 /// Whether anything is due, in one read that takes no lock: the oldest message (one index
-/// entry, and the few rows waiting in `arrivals`) and the soonest tombstone expiry (one
+/// entry, and the few rows waiting in `received`) and the soonest tombstone expiry (one
 /// index entry).
 const DUE: &str = "SELECT \
      EXISTS (SELECT 1 FROM messages INDEXED BY messages_by_ts WHERE ts_key < ?1) \
-         OR EXISTS (SELECT 1 FROM arrivals WHERE ts_key < ?1), \
+         OR EXISTS (SELECT 1 FROM received WHERE ts_key < ?1), \
      EXISTS (SELECT 1 FROM tombstones WHERE expires_at <= ?2)";
 
 /// One retention batch: up to `removal.batch` messages whose instant is before
 /// `cutoff_key` (oldest first; none when `None`, retention off) and as many expired
-/// tombstones. Takes the write lock only when something is due; then folds `arrivals`
+/// tombstones. Takes the write lock only when something is due; then folds `received`
 /// first, so a due message is purged wherever it waits.
 pub fn purge(
     db: &dyn Database,
@@ -143,7 +143,7 @@ pub fn erase_sender(
             std::slice::from_ref(&sender),
         )?;
         let erased = remove(db, &rows, removal)?;
-        // `arrivals` is empty until this transaction ends: the count is complete.
+        // `received` is empty until this transaction ends: the count is complete.
         let left = db.execute(
             "SELECT coalesce((SELECT n FROM tallies WHERE kind = 'sender' AND key = ?1), 0)",
             std::slice::from_ref(&sender),
@@ -173,7 +173,7 @@ fn due(db: &dyn Database, params: &[SqlValue]) -> Result<(bool, bool), StorageEr
 
 /// Removes counted rows of `messages` (`seq`, `message_id` pairs, as selected), in the
 /// caller's transaction; how many went. `?1` is the JSON array of their `seq`s.
-const REMOVE_STEPS: [&str; 5] = [
+const REMOVE_STEPS: [&str; 6] = [
     // Each count the rows are in goes down by the rows it holds.
     "UPDATE tallies SET n = tallies.n - d.n FROM ( \
          SELECT 'sender' AS kind, sender AS key, count(*) AS n FROM messages \
@@ -199,6 +199,7 @@ const REMOVE_STEPS: [&str; 5] = [
          WHERE seq IN (SELECT value FROM json_each(?1)))",
     // The search index needs the text it indexed to forget it: before the rows go.
     search::UNINDEX,
+    "DELETE FROM message_sources WHERE seq IN (SELECT value FROM json_each(?1))",
     "DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?1))",
 ];
 
@@ -386,7 +387,7 @@ mod tests {
     fn erasing_one_message_finds_it_pending_or_folded_and_keeps_it_out() {
         let (db, mut all) = inbox();
         let created = all.len();
-        // m03 was folded; m50 still waits in `arrivals`; m99 never came.
+        // m03 was folded; m50 still waits in `received`; m99 never came.
         for id in ["m03", "m50"] {
             assert!(erase_message(&db, id, &removal(1)).unwrap(), "{id}");
             assert!(!erase_message(&db, id, &removal(1)).unwrap(), "{id} twice");

@@ -1,5 +1,5 @@
 //! Lists of messages: the SQL of a `/messages` page (rows and exact total in one statement)
-//! and of an export page, over `messages` and the rows of `arrivals` not copied yet.
+//! and of an export page, over `messages` and the rows of `received` not copied yet.
 
 use super::fold::{HOUR_KEY_LEN, UNCOPIED, UNCOUNTED};
 use super::messages::{stored_messages, StoredMessage};
@@ -29,7 +29,7 @@ impl MessagePage {
 
 /// The SQL for one `/messages` request: page and total in ONE statement, so both come from
 /// the same snapshot of the database (no total smaller than the page it came with). Every
-/// part reads `messages` and the rows of `arrivals` it lacks; with [`SearchPlan::Index`],
+/// part reads `messages` and the rows of `received` it lacks; with [`SearchPlan::Index`],
 /// `messages` is read as the rows the search index names plus the rows not yet in it.
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub(super) fn page_sql(query: &MessageQuery, plan: &SearchPlan) -> (String, Vec<SqlValue>) {
@@ -100,7 +100,7 @@ fn rows_sql(
     params.extend(total_params);
 
     // The page's keys come first, from the index alone where the filters allow, merged in
-    // order with the matching `arrivals` rows (SQLite merges the two sorted arms, so an
+    // order with the matching `received` rows (SQLite merges the two sorted arms, so an
     // offset steps through index entries, not rows); then only the rows returned are read.
     // A plain OFFSET over the rows would step through each skipped row's table cursor.
     let where_clause = where_clause(&page_conditions);
@@ -149,7 +149,7 @@ fn rows_sql(
         "WITH {hits}{skip}page AS MATERIALIZED ( \
              {stored} \
              UNION ALL \
-             SELECT ts_key, message_id, seq, 1 FROM arrivals {uncopied_clause} \
+             SELECT ts_key, message_id, seq, 1 FROM received {uncopied_clause} \
              ORDER BY {order} LIMIT {limit} OFFSET {offset}) \
          SELECT t.total, p.message_id, p.sender, p.recipient, p.ts, p.body_text, p.ts_key \
          FROM (SELECT {total_sql} AS total) AS t \
@@ -157,7 +157,7 @@ fn rows_sql(
                     FROM page JOIN messages AS m ON m.seq = page.seq WHERE page.pending = 0 \
                     UNION ALL \
                     SELECT i.message_id, i.sender, i.recipient, i.ts, i.body_text, i.ts_key \
-                    FROM page JOIN arrivals AS i ON i.seq = page.seq WHERE page.pending = 1) AS p \
+                    FROM page JOIN received AS i ON i.seq = page.seq WHERE page.pending = 1) AS p \
          ORDER BY {outer_order}",
         limit = query.limit,
     );
@@ -166,7 +166,7 @@ fn rows_sql(
 
 /// The `skip` CTE of a deep page: the hour that the `offset`th row (in the page's order)
 /// falls in, and how many rows come before that hour. Each hour's rows are its count in
-/// `tallies` plus the rows of `arrivals` not counted yet, exactly as `total` counts them,
+/// `tallies` plus the rows of `received` not counted yet, exactly as `total` counts them,
 /// so the page is the one the plain offset would give. With no hour at all (an empty
 /// inbox) it names a key that leaves every row in.
 fn skip_hours_sql(descending: bool, offset: u64) -> String {
@@ -183,7 +183,7 @@ fn skip_hours_sql(descending: bool, offset: u64) -> String {
                  FROM (SELECT hour, sum(n) AS n FROM ( \
                            SELECT key AS hour, n FROM tallies WHERE kind = 'hour' \
                            UNION ALL \
-                           SELECT substr(ts_key, 1, {HOUR_KEY_LEN}), 1 FROM arrivals \
+                           SELECT substr(ts_key, 1, {HOUR_KEY_LEN}), 1 FROM received \
                            WHERE {UNCOUNTED}) \
                        GROUP BY hour)) \
              WHERE before <= {offset} \
@@ -245,7 +245,7 @@ const INDEXED: &str = "SELECT rowid FROM hits WHERE rowid <= (SELECT n FROM tall
 const WATERMARK: &str = search::INDEXED_THROUGH;
 
 /// The `total` expression and its parameters: the counts the fold maintains over
-/// `messages` where they answer the filters, plus a count of the matching `arrivals` rows
+/// `messages` where they answer the filters, plus a count of the matching `received` rows
 /// (a few hundred at most, see [`super::fold`]).
 fn total_sql(
     query: &MessageQuery,
@@ -256,11 +256,11 @@ fn total_sql(
 ) -> (String, Vec<SqlValue>) {
     // The rows the counts in `tallies` leave out, and the rows `messages` lacks.
     let uncounted = format!(
-        "(SELECT count(*) FROM arrivals {})",
+        "(SELECT count(*) FROM received {})",
         where_clause_with(conditions, UNCOUNTED)
     );
     let uncopied = format!(
-        "(SELECT count(*) FROM arrivals {})",
+        "(SELECT count(*) FROM received {})",
         where_clause_with(conditions, UNCOPIED)
     );
     let twice = || [filter_params, filter_params].concat();
@@ -301,8 +301,8 @@ fn total_sql(
                 format!(
                     "(coalesce((SELECT sum(n) FROM tallies WHERE kind = 'hour' AND key > ?), 0) \
                      + (SELECT count(*) FROM messages WHERE ts_key >= ? AND ts_key < ?) \
-                     + (SELECT count(*) FROM arrivals WHERE ts_key >= ? AND {UNCOUNTED}) \
-                     + (SELECT count(*) FROM arrivals \
+                     + (SELECT count(*) FROM received WHERE ts_key >= ? AND {UNCOUNTED}) \
+                     + (SELECT count(*) FROM received \
                         WHERE ts_key >= ? AND ts_key < ? AND {UNCOPIED}))"
                 ),
                 vec![
@@ -382,7 +382,7 @@ pub const EXPORT_PAGE_ROWS: u32 = 256;
 
 /// The next page of an export: up to `query.limit` matching rows after `query.cursor`, in
 /// the list order. Keyset paging, never `OFFSET`: each page costs the same at any depth.
-/// Every page reads `messages` and `arrivals` in one statement, so a fold between two
+/// Every page reads `messages` and `received` in one statement, so a fold between two
 /// pages moves rows from one table to the other without any row being lost or repeated.
 pub fn export_page(
     db: &dyn Database,
@@ -507,7 +507,7 @@ mod tests {
                 .conn()
                 .query_row(
                     "SELECT count(*) FROM (SELECT ts_key FROM messages \
-                     UNION ALL SELECT ts_key FROM arrivals) WHERE ts_key >= ?",
+                     UNION ALL SELECT ts_key FROM received) WHERE ts_key >= ?",
                     [&key],
                     |r| r.get(0),
                 )

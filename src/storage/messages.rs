@@ -1,8 +1,9 @@
-//! One message: the idempotent insert into `arrivals`, and the lookup by `message_id`
+//! One message: the idempotent insert into `received`, and the lookup by `message_id`
 //! wherever the message sits. Lists live in [`super::listing`], counts in [`super::stats`].
 
 use super::{first_value, lifecycle, Database, Rows, SqlValue, StorageError};
 use crate::domain::NewMessage;
+use crate::sources::{Source, SourcedMessage};
 
 /// Whether an insert stored a new row or found the `message_id` already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,14 +25,14 @@ fn unix_now() -> i64 {
 }
 
 /// Stores `msg` unless its `message_id` exists (first write wins): one autocommit statement
-/// that adds a row to `arrivals` (see `migrations.sql`), so the write lock is held only while
+/// that adds a row to `received` (see `migrations.sql`), so the write lock is held only while
 /// SQLite runs it, never across a round trip between the component and its host. Returns
 /// the new row's `seq`, which tells when to fold ([`super::fold`]).
 ///
 /// With `timing` the row also counts the storing request's metrics (see
 /// [`super::counters`]).
 ///
-/// No row back means the `message_id` is already stored, in `arrivals` or in `messages`, or
+/// No row back means the `message_id` is already stored, in `received` or in `messages`, or
 /// was removed and its tombstone has not expired by `now_unix` ([`super::lifecycle`]): a
 /// duplicate, with no second statement to confirm it. The tables themselves are the schema
 /// check: a database older than version 7 has no `tallies`, so there the insert fails with
@@ -72,9 +73,9 @@ fn insert_if_new(
     // after any wait for the write lock, on the database's clock (a server's may differ from
     // ours: never less than what the component measured before sending it).
     let returned = db.execute(
-        "INSERT INTO arrivals \
+        "INSERT INTO received \
          (seq, message_id, sender, recipient, ts, ts_key, body_text, text_folded, latency_ms) \
-         SELECT 1 + max(coalesce((SELECT max(seq) FROM arrivals), 0), \
+         SELECT 1 + max(coalesce((SELECT max(seq) FROM received), 0), \
                         coalesce((SELECT max(seq) FROM messages), 0), \
                         coalesce((SELECT n FROM tallies \
                                   WHERE kind = 'inbox' AND key = 'counted_through'), 0)), \
@@ -100,6 +101,100 @@ fn insert_if_new(
     Ok(first_value(&returned).and_then(SqlValue::as_i64))
 }
 
+/// Stores a provider's delivery: each of `messages` not stored yet (nor repeated earlier in
+/// the delivery, nor tombstoned), in ONE statement, so the delivery is stored all at once
+/// and, on a libSQL server, in one round trip that holds the write slot only while it runs.
+/// New messages are numbered in the order given. Returns, for each message in order,
+/// whether it was new, and the numbers handed out (which tell when to fold).
+///
+/// The rows carry no latency: a provider's request records its own counters; each row
+/// counts as one `created` message of its source ([`crate::metrics::stored_row_series`]).
+pub(super) fn store_batch(
+    db: &dyn Database,
+    source: Source,
+    messages: &[SourcedMessage],
+    now_unix: i64,
+) -> Result<(Vec<Inserted>, Vec<i64>), StorageError> {
+    if messages.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let rows: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| {
+            let msg = &m.message;
+            serde_json::json!([
+                msg.message_id,
+                msg.from,
+                msg.to,
+                msg.ts,
+                msg.ts_key,
+                msg.text,
+                msg.folded_text(),
+                m.kind,
+                lifecycle::tombstone_key(&msg.message_id),
+            ])
+        })
+        .collect();
+    let returned = db.execute(
+        "WITH batch AS MATERIALIZED ( \
+             SELECT key AS i, json_extract(value, '$[0]') AS message_id, \
+                    json_extract(value, '$[1]') AS sender, \
+                    json_extract(value, '$[2]') AS recipient, \
+                    json_extract(value, '$[3]') AS ts, json_extract(value, '$[4]') AS ts_key, \
+                    json_extract(value, '$[5]') AS body_text, \
+                    json_extract(value, '$[6]') AS text_folded, \
+                    json_extract(value, '$[7]') AS kind, json_extract(value, '$[8]') AS id_hash \
+             FROM json_each(?1)), \
+         fresh AS ( \
+             SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY message_id ORDER BY i) \
+                                      AS nth \
+                            FROM batch) AS b \
+             WHERE nth = 1 \
+             AND NOT EXISTS (SELECT 1 FROM messages WHERE message_id = b.message_id) \
+             AND NOT EXISTS (SELECT 1 FROM received WHERE message_id = b.message_id) \
+             AND NOT EXISTS (SELECT 1 FROM tombstones \
+                             WHERE id_hash = b.id_hash AND expires_at > ?3)) \
+         INSERT INTO received (seq, message_id, sender, recipient, ts, ts_key, body_text, \
+                               text_folded, latency_ms, source, kind) \
+         SELECT (SELECT max(coalesce((SELECT max(seq) FROM received), 0), \
+                            coalesce((SELECT max(seq) FROM messages), 0), \
+                            coalesce((SELECT n FROM tallies \
+                                      WHERE kind = 'inbox' AND key = 'counted_through'), 0))) \
+                    + row_number() OVER (ORDER BY i), \
+                message_id, sender, recipient, ts, ts_key, body_text, text_folded, NULL, ?2, kind \
+         FROM fresh WHERE true \
+         ON CONFLICT (message_id) DO NOTHING RETURNING seq, message_id",
+        &[
+            SqlValue::Text(serde_json::Value::Array(rows).to_string()),
+            SqlValue::text(source.as_str()),
+            SqlValue::Integer(now_unix),
+        ],
+    )?;
+    let mut seqs = Vec::with_capacity(returned.len());
+    let mut created: Vec<&str> = Vec::with_capacity(returned.len());
+    for row in &returned {
+        if let [seq, id] = row.as_slice() {
+            seqs.extend(seq.as_i64());
+            created.extend(id.as_str());
+        }
+    }
+    // The first occurrence of each new id is the one stored; a repeat is a duplicate.
+    let inserted = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let id = m.message.message_id.as_str();
+            let first = messages[..i].iter().all(|e| e.message.message_id != id);
+            if first && created.contains(&id) {
+                Inserted::Created
+            } else {
+                Inserted::Duplicate
+            }
+        })
+        .collect();
+    Ok((inserted, seqs))
+}
+
 /// A message as stored and returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
@@ -110,6 +205,10 @@ pub struct StoredMessage {
     pub text: Option<String>,
     /// Where this row sits in the order; becomes the next page's cursor.
     pub ts_key: String,
+    /// The provider a native source's message came from, and its type (`None` for
+    /// `POST /webhook` messages, and in lists, which do not read them).
+    pub source: Option<String>,
+    pub kind: Option<String>,
 }
 
 /// Rows of a list or lookup statement: anything in column 0 (a list's total), then the
@@ -125,23 +224,30 @@ pub(super) fn stored_messages(rows: &Rows) -> Vec<StoredMessage> {
                 ts: text(4)?,
                 text: text(5),
                 ts_key: text(6)?,
+                source: text(7),
+                kind: text(8),
             })
         })
         .collect()
 }
 
-/// The message stored under `message_id`, wherever it sits (`messages` or `arrivals`, read
-/// in one statement so a fold cannot hide it between two reads).
+/// The message stored under `message_id`, wherever it sits (`messages` or `received`, read
+/// in one statement so a fold cannot hide it between two reads), with its source and type
+/// (read from `received` too while the fold has copied the row but not yet its source).
 pub fn get_message(
     db: &dyn Database,
     message_id: &str,
 ) -> Result<Option<StoredMessage>, StorageError> {
     let rows = db.execute(
-        "SELECT NULL, message_id, sender, recipient, ts, body_text, ts_key \
-         FROM messages WHERE message_id = ?1 \
+        "SELECT NULL, m.message_id, m.sender, m.recipient, m.ts, m.body_text, m.ts_key, \
+                coalesce(s.source, r.source), coalesce(s.kind, r.kind) \
+         FROM messages AS m \
+         LEFT JOIN message_sources AS s ON s.seq = m.seq \
+         LEFT JOIN received AS r ON r.seq = m.seq \
+         WHERE m.message_id = ?1 \
          UNION ALL \
-         SELECT NULL, message_id, sender, recipient, ts, body_text, ts_key \
-         FROM arrivals WHERE message_id = ?1 \
+         SELECT NULL, message_id, sender, recipient, ts, body_text, ts_key, source, kind \
+         FROM received WHERE message_id = ?1 \
          LIMIT 1",
         &[SqlValue::text(message_id)],
     )?;
@@ -181,7 +287,8 @@ mod tests {
         let m = msg("m1", "+1", "+2", "2025-01-15T10:00:00Z", None);
         assert_eq!(insert_message(&db, &m).unwrap(), Inserted::Created);
         assert_eq!(insert_message(&db, &m).unwrap(), Inserted::Duplicate);
-        let created = crate::metrics::WebhookResult::Created.labels();
+        let created =
+            crate::metrics::WebhookResult::Created.labels(crate::sources::Source::Webhook);
         let counted: Vec<f64> = read_counters(&db)
             .unwrap()
             .into_iter()
@@ -232,7 +339,7 @@ mod tests {
         let seq_of = |id: &str| -> i64 {
             db.conn()
                 .query_row(
-                    "SELECT seq FROM arrivals WHERE message_id = ?1 \
+                    "SELECT seq FROM received WHERE message_id = ?1 \
                      UNION ALL SELECT seq FROM messages WHERE message_id = ?1 LIMIT 1",
                     [id],
                     |r| r.get(0),

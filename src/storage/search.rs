@@ -12,7 +12,7 @@
 //! where FTS5 takes a few hundred rows for little more than one. Rows above the
 //! `('search', 'indexed_through')` tally are not in the index yet: a database upgraded from
 //! an older version until the index catches up. A search scans them (a rowid range) and
-//! adds them, with the rows of `arrivals` not copied yet, so every search is exact whatever
+//! adds them, with the rows of `received` not copied yet, so every search is exact whatever
 //! the index holds. Each fold, and each search that finds such a tail, indexes at most
 //! [`BACKFILL_ROWS`] more, so no request holds the write lock for long.
 //!

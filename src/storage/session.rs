@@ -11,7 +11,7 @@
 //!   it talks to a server, and from then on it sends none.
 //! - WAL mode is stored in the file, so it is set where the file is set up (the schema, the
 //!   readiness probe) and before each fold, not on every write.
-//! - A write that fills a batch of `arrivals` folds it after the answer
+//! - A write that fills a batch of `received` folds it after the answer
 //!   ([`Session::after_answer`], see [`super::fold`]).
 //! - A server answers "database is locked" soon when another writer holds its write slot,
 //!   and refuses requests for now when it has too many, where a local file waits itself
@@ -34,6 +34,7 @@ use crate::domain::NewMessage;
 use crate::metrics::{CounterRow, Increment};
 use crate::query::MessageQuery;
 use crate::rejections::Entry;
+use crate::sources::{Source, SourcedMessage};
 use std::time::{Duration, Instant, SystemTime};
 
 /// What [`Session::after_answer`] did.
@@ -131,7 +132,7 @@ pub struct Session<'a> {
     backend: Backend,
     /// The schema version was checked this session (and the schema applied if needed).
     schema_checked: bool,
-    /// This session's write filled a batch of `arrivals` (see [`super::fold`]).
+    /// This session's write filled a batch of `received` (see [`super::fold`]).
     fold_due: bool,
     /// This session's search found rows outside the search index (see [`super::search`]).
     index_due: bool,
@@ -183,6 +184,24 @@ impl<'a> Session<'a> {
         Ok(inserted)
     }
 
+    /// Stores a provider's delivery once per message, all of it in one statement (see
+    /// [`messages::store_batch`]): for each message in order, whether it was new. Its rows
+    /// count as `created` messages of `source`; the request records its own counters.
+    pub fn insert_batch(
+        &mut self,
+        source: Source,
+        batch: &[SourcedMessage],
+        request_started: SystemTime,
+    ) -> Result<Vec<Inserted>, StorageError> {
+        self.ready_for(Access::Write)?;
+        let now = unix_seconds(request_started);
+        let (inserted, seqs) = self.run(Access::Write, |db| {
+            messages::store_batch(db, source, batch, now)
+        })?;
+        self.fold_due |= seqs.into_iter().any(fold::due);
+        Ok(inserted)
+    }
+
     /// The storage work a request leaves until after its answer, in this order:
     /// 1. the fold, when this session's new message filled a batch ([`super::fold`]);
     /// 2. after a fold (the write lock is free again), one retention batch, when
@@ -216,7 +235,7 @@ impl<'a> Session<'a> {
         upkeep
     }
 
-    /// Folds `arrivals` into `messages` if this session's write filled a batch. Whether it
+    /// Folds `received` into `messages` if this session's write filled a batch. Whether it
     /// folded.
     fn fold_if_due(&mut self) -> Result<bool, StorageError> {
         if !std::mem::take(&mut self.fold_due) {
@@ -503,7 +522,7 @@ mod tests {
             sent[0], "PRAGMA synchronous = NORMAL",
             "one setting per write"
         );
-        assert!(sent[1].starts_with("INSERT INTO arrivals"), "{sent:?}");
+        assert!(sent[1].starts_with("INSERT INTO received"), "{sent:?}");
         // WAL comes with the schema, which the fresh file lacked.
         assert!(sent.contains(&"PRAGMA journal_mode = WAL".to_owned()));
         assert_eq!(db.journal_mode(), "wal");
@@ -540,7 +559,7 @@ mod tests {
         assert_eq!(fold::pending(&db).unwrap(), 0);
         assert_eq!(stats::stats(&db).unwrap().total_messages, fold::FOLD_EVERY);
 
-        // `arrivals` counts from 1 again: the next write folds nothing.
+        // `received` counts from 1 again: the next write folds nothing.
         let mut next = session_on(&db.path());
         inserted(&mut next, &message("after"));
         assert!(!next.fold_if_due().unwrap());
@@ -788,7 +807,8 @@ mod tests {
             assert_eq!(value(LATENCY_BUCKET, r#"le="50""#), 2.0, "{folded}");
             let latency = value(LATENCY_SUM, "");
             assert!((58.0..2000.0).contains(&latency), "{latency} ms, {folded}");
-            let created = crate::metrics::WebhookResult::Created.labels();
+            let created =
+                crate::metrics::WebhookResult::Created.labels(crate::sources::Source::Webhook);
             assert_eq!(value(crate::metrics::WEBHOOK_REQUESTS, &created), 2.0);
             fold::fold(&db).unwrap();
         }

@@ -1,4 +1,4 @@
-//! Counts: `/stats` and the hourly counts, read from `tallies` plus the rows of `arrivals`
+//! Counts: `/stats` and the hourly counts, read from `tallies` plus the rows of `received`
 //! the fold has not counted yet.
 
 use super::fold::UNCOUNTED;
@@ -19,7 +19,7 @@ pub fn hourly(
             "SELECT hour, sum(n) FROM ( \
              SELECT key AS hour, n FROM tallies WHERE kind = 'hour' AND key >= ?1 AND key <= ?2 \
              UNION ALL \
-             SELECT substr(ts_key, 1, 13), count(*) FROM arrivals \
+             SELECT substr(ts_key, 1, 13), count(*) FROM received \
              WHERE ts_key >= ?1 AND ts_key < ?3 AND {UNCOUNTED} \
              GROUP BY substr(ts_key, 1, 13)) \
          GROUP BY hour HAVING sum(n) > 0 ORDER BY hour"
@@ -53,7 +53,7 @@ pub struct Stats {
 /// Number of senders `/stats` lists.
 pub const TOP_SENDERS: u32 = 10;
 
-/// Reads the counts in `tallies` and the rows of `arrivals` not counted yet, in one statement
+/// Reads the counts in `tallies` and the rows of `received` not counted yet, in one statement
 /// (no scan of `messages`), and adds them up.
 ///
 /// The statement returns rows of five kinds: the totals (pending messages and senders the
@@ -66,7 +66,7 @@ pub const TOP_SENDERS: u32 = 10;
 pub fn stats(db: &dyn Database) -> Result<Stats, StorageError> {
     let rows: Rows = db.execute(
         &format!(
-            "WITH pending AS MATERIALIZED (SELECT sender FROM arrivals WHERE {UNCOUNTED}) \
+            "WITH pending AS MATERIALIZED (SELECT sender FROM received WHERE {UNCOUNTED}) \
          SELECT 0, NULL, \
              (SELECT n FROM tallies WHERE kind = 'inbox' AND key = 'messages') \
                  + (SELECT count(*) FROM pending), \
@@ -86,12 +86,12 @@ pub fn stats(db: &dyn Database) -> Result<Stats, StorageError> {
          UNION ALL SELECT * FROM (SELECT 3, ts, NULL, NULL FROM ( \
              SELECT * FROM (SELECT ts, ts_key, message_id FROM messages INDEXED BY messages_by_ts \
                             ORDER BY ts_key, message_id LIMIT 1) \
-             UNION ALL SELECT ts, ts_key, message_id FROM arrivals) \
+             UNION ALL SELECT ts, ts_key, message_id FROM received) \
              ORDER BY ts_key, message_id LIMIT 1) \
          UNION ALL SELECT * FROM (SELECT 4, ts, NULL, NULL FROM ( \
              SELECT * FROM (SELECT ts, ts_key, message_id FROM messages INDEXED BY messages_by_ts \
                             ORDER BY ts_key DESC, message_id DESC LIMIT 1) \
-             UNION ALL SELECT ts, ts_key, message_id FROM arrivals) \
+             UNION ALL SELECT ts, ts_key, message_id FROM received) \
              ORDER BY ts_key DESC, message_id DESC LIMIT 1)",
             tenth = TOP_SENDERS - 1
         ),

@@ -206,7 +206,7 @@ impl Database for CompiledOnce {
 }
 
 /// Turns a current database into what version 2 left: every message in `messages`, the
-/// counts in a table each, no `arrivals`, `tallies` or search index, and the aggregate
+/// counts in a table each, no `received`, `tallies` or search index, and the aggregate
 /// trigger version 2 kept (which also counted `created`).
 pub fn downgrade_to_version_2(db: &TestDb) {
     super::fold(db).unwrap();
@@ -233,7 +233,7 @@ pub fn downgrade_to_version_2(db: &TestDb) {
              INSERT INTO metric_counters
                  SELECT substr(key, 1, instr(key, ' ') - 1), substr(key, instr(key, ' ') + 1), n
                  FROM tallies WHERE kind = 'metric';
-             DROP TABLE arrivals; DROP TABLE tallies; DROP TABLE messages_search;
+             DROP TABLE received; DROP TABLE tallies; DROP TABLE messages_search;
              CREATE TRIGGER messages_aggregate AFTER INSERT ON messages
              BEGIN
                  INSERT INTO sender_counts (sender, messages) VALUES (NEW.sender, 1)
@@ -309,7 +309,7 @@ pub fn fresh() -> TestDb {
     db
 }
 
-/// Where stored messages sit when a read runs: still in `arrivals`, folded into
+/// Where stored messages sit when a read runs: still in `received`, folded into
 /// `messages`, or some of each. Every read must give the same answer in all three.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Layout {
@@ -428,7 +428,9 @@ pub fn check_reads(db: &TestDb, all: &[NewMessage], created: usize) {
         .iter()
         .filter(|r| {
             r.name == crate::metrics::WEBHOOK_REQUESTS
-                && r.labels == crate::metrics::WebhookResult::Created.labels()
+                && r.labels
+                    == crate::metrics::WebhookResult::Created
+                        .labels(crate::sources::Source::Webhook)
         })
         .map(|r| r.value)
         .sum();

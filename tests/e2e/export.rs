@@ -101,7 +101,7 @@ on_each_backend! {
 fn export_streams_every_match_in_list_order(backend: Backend) {
     let app = App::start_on(backend);
     bulk_load(&app, 1000);
-    // A few more through the component: still pending in `arrivals`, merged in order.
+    // A few more through the component: still pending in `received`, merged in order.
     for (id, ts) in [("late", "2025-01-16T00:00:00Z"), ("early", "2025-01-14T00:00:00Z"),
                      ("tie", "2025-01-15T10:00:01.000Z")] {
         assert_eq!(app.deliver(&msg(id, "+10", ts, Some("pending <b>row</b>\nnext line"))).status, 200);
@@ -246,7 +246,7 @@ fn messages_per_hour_merge_folded_and_pending(backend: Backend) {
     for i in 0..10 { deliver(at(0, i)); }
     for i in 0..3 { deliver(at(30, i)); }
     deliver(at(200, 0));
-    assert!(app.query_i64("SELECT count(*) FROM arrivals") > 0);
+    assert!(app.query_i64("SELECT count(*) FROM received") > 0);
     assert!(app.query_i64("SELECT count(*) FROM messages") > 0);
     let body = app.get("/stats/hourly").json();
     assert_eq!(body["days"], 7);

@@ -1,4 +1,4 @@
-//! New messages wait in `arrivals` and are folded into `messages` a batch at a time, by the
+//! New messages wait in `received` and are folded into `messages` a batch at a time, by the
 //! write that fills the batch, after its answer. Nothing a client reads may depend on it.
 
 use crate::support::{parse_prometheus, App};
@@ -28,7 +28,7 @@ fn reads_are_exact_before_during_and_after_a_fold(backend: Backend) {
     let warnings: Vec<_> = app.log_lines().into_iter().filter(|l| l["level"] != "info").collect();
     assert!(warnings.is_empty(), "{warnings:#?}");
     assert_eq!(app.query_i64("SELECT count(*) FROM messages"), FOLD_EVERY);
-    assert_eq!(app.query_i64("SELECT count(*) FROM arrivals"), 44);
+    assert_eq!(app.query_i64("SELECT count(*) FROM received"), 44);
 
     let sent = sent as i64;
     assert_eq!(app.total("from=%2B1"), (sent + 6) / 7);

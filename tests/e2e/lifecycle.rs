@@ -233,7 +233,7 @@ fn retention_rides_on_the_folds_of_ordinary_deliveries() {
         200
     );
     assert_eq!(app.total(""), 1, "kept until a batch runs");
-    // The delivery that fills a batch of `arrivals` folds it, then purges what is due.
+    // The delivery that fills a batch of `received` folds it, then purges what is due.
     let fold_every = webhook_inbox::storage::FOLD_EVERY;
     for i in 1..fold_every {
         let ts = days_ago(0);

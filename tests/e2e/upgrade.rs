@@ -63,9 +63,9 @@ fn a_version_1_database_is_upgraded_by_the_first_request_that_needs_it(backend: 
     assert_eq!(app.deliver(&at("m1", "2025-01-15T10:00:00Z")).status, 200);
     assert_eq!(app.total("since=2025-01-15T10:15:00Z"), 3);
     assert_eq!(app.get("/stats").json()["total_messages"], 4);
-    // The new message waits in `arrivals`; the hour counts cover the rest.
+    // The new message waits in `received`; the hour counts cover the rest.
     assert_eq!(app.query_i64("SELECT sum(n) FROM tallies WHERE kind = 'hour'"), 3);
-    assert_eq!(app.query_i64("SELECT count(*) FROM arrivals"), 1);
+    assert_eq!(app.query_i64("SELECT count(*) FROM received"), 1);
     let m = parse_prometheus(&app.get("/metrics").text());
     assert_eq!(m[r#"webhook_requests_total{result="created"}"#], 4.0);
     assert_eq!(m[r#"webhook_requests_total{result="duplicate"}"#], 1.0);
@@ -86,7 +86,7 @@ fn a_write_upgrades_a_version_1_database_before_storing(backend: Backend) {
     assert_eq!(app.total("since=2025-01-15T10:30:00Z"), 1);
     assert_eq!(app.get("/stats").json()["total_messages"], 2);
     assert_eq!(app.query_i64("SELECT count(*) FROM tallies WHERE kind = 'hour'"), 1);
-    assert_eq!(app.query_i64("SELECT count(*) FROM arrivals"), 1);
+    assert_eq!(app.query_i64("SELECT count(*) FROM received"), 1);
 }
 }
 
@@ -192,10 +192,10 @@ fn a_version_6_database_with_waiting_messages_is_upgraded_in_place_and_counts_ea
     assert_eq!(m[r#"webhook_requests_total{result="duplicate"}"#], 1.0);
 
     // The waiting rows got numbers above every stored one; a new message goes above them.
-    assert_eq!(app.query_i64("SELECT min(seq) FROM arrivals"), 4);
+    assert_eq!(app.query_i64("SELECT min(seq) FROM received"), 4);
     assert_eq!(app.deliver(&at("m6", "2025-01-15T13:00:00Z")).status, 200);
     assert_eq!(app.deliver(&at("m4", "2025-01-15T12:00:00Z")).status, 200);
-    assert_eq!(app.query_i64("SELECT max(seq) FROM arrivals"), 6);
+    assert_eq!(app.query_i64("SELECT max(seq) FROM received"), 6);
     assert_eq!(app.get("/stats").json()["total_messages"], 6);
     let m = parse_prometheus(&app.get("/metrics").text());
     assert_eq!(m[r#"webhook_requests_total{result="duplicate"}"#], 2.0);
@@ -484,7 +484,7 @@ fn assert_version_4_figures(app: &App, hour: u64) {
     assert_eq!(tallies, expected_tallies);
     assert_eq!(
         app.query_texts(
-            "SELECT json_array(seq, message_id, latency_ms) FROM arrivals ORDER BY seq"
+            "SELECT json_array(seq, message_id, latency_ms) FROM received ORDER BY seq"
         ),
         [r#"[5,"m5",3.5]"#, r#"[6,"m6",null]"#]
     );
@@ -507,7 +507,7 @@ fn database_contents(app: &App) -> Vec<String> {
         "SELECT json_array(seq, message_id, sender, recipient, ts, ts_key, body_text, \
          text_folded) FROM messages ORDER BY seq",
         "SELECT json_array(seq, message_id, sender, recipient, ts, ts_key, body_text, \
-         text_folded, latency_ms) FROM arrivals ORDER BY seq",
+         text_folded, latency_ms) FROM received ORDER BY seq",
         "SELECT json_array(seq, at, route, status, reason, detail, locs, request_id, \
          body_bytes, body_sha256) FROM rejections ORDER BY seq",
         "SELECT json_array(id_hash, expires_at) FROM tombstones ORDER BY id_hash",
@@ -580,7 +580,7 @@ fn a_version_4_database_holding_data_is_upgraded_in_place_and_every_figure_survi
             assert_eq!(app.deliver(&again).status, 200);
         }
     }
-    assert_eq!(app.query_i64("SELECT max(seq) FROM arrivals"), 7);
+    assert_eq!(app.query_i64("SELECT max(seq) FROM received"), 7);
     let stats = app.get("/stats").json();
     assert_eq!(stats["total_messages"], 7, "{stats}");
     assert_eq!(stats["senders_count"], 4);

@@ -178,8 +178,9 @@ pub fn pending(db: &dyn Database) -> Result<i64, StorageError> {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+    use crate::sources::{Source, SourcedMessage};
     use crate::storage::testing::{check_reads, fresh, msg, store, TestDb};
-    use crate::storage::{insert_message, prepare, Rows, SqlValue};
+    use crate::storage::{insert_message, prepare, Rows, Session, SqlValue};
 
     /// No step may read a whole table of stored messages: at a million messages that would
     /// hold the write lock for a tenth of a second each fold.
@@ -273,17 +274,78 @@ mod tests {
                 store(&db, &m);
                 all.push(m);
             }
+            // And one provider message, whose source and type must survive every step.
+            let provider = msg(
+                &format!("s{step}wa"),
+                "+7",
+                "+102",
+                "2025-01-16T10:00:00Z",
+                None,
+            );
+            let delivery = [SourcedMessage {
+                message: provider.clone(),
+                kind: "image".to_owned(),
+            }];
+            let mut session = Session::new(|| Ok(Box::new(TestDb::open(&db.path())) as _));
+            session
+                .insert_batch(Source::WhatsApp, &delivery, std::time::SystemTime::now())
+                .unwrap();
+            all.push(provider);
             let failing = FailsAt {
                 db: TestDb::open(&db.path()),
                 left: std::cell::Cell::new(step),
             };
-            if fold(&failing).is_ok() {
+            let folded = fold(&failing).is_ok();
+            check_reads(&db, &all, all.len() - (step + 1));
+            check_sources(&db, step);
+            if folded {
                 break;
             }
-            check_reads(&db, &all, all.len());
         }
         fold(&db).unwrap();
-        check_reads(&db, &all, all.len());
+        let steps = all.len() / 6;
+        check_reads(&db, &all, all.len() - steps);
+        check_sources(&db, steps - 1);
         assert_eq!(pending(&db).unwrap(), 0);
+    }
+
+    /// Every provider message stored so far (`s0wa` to `s{last}wa`) shows its source.
+    fn check_sources(db: &TestDb, last: usize) {
+        for step in 0..=last {
+            let found = crate::storage::get_message(db, &format!("s{step}wa"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (found.source.as_deref(), found.kind.as_deref()),
+                (Some("whatsapp"), Some("image")),
+                "s{step}wa"
+            );
+        }
+    }
+
+    /// Two folds interleaved: one copies the sources, a provider message arrives, the other
+    /// copies and counts it, then the first clears. The clear must leave the row until its
+    /// source is copied too, or the message would lose where it came from.
+    #[test]
+    fn a_clear_keeps_a_row_whose_source_another_fold_has_not_copied() {
+        let db = fresh();
+        let [copy, copy_sources, count, clear] = statements().try_into().unwrap();
+        db.execute(&copy_sources, &[]).unwrap();
+        let delivery = [SourcedMessage {
+            message: msg("late", "+7", "+8", "2025-01-16T10:00:00Z", None),
+            kind: "text".to_owned(),
+        }];
+        let mut session = Session::new(|| Ok(Box::new(TestDb::open(&db.path())) as _));
+        session
+            .insert_batch(Source::WhatsApp, &delivery, std::time::SystemTime::now())
+            .unwrap();
+        db.execute(&copy, &[]).unwrap();
+        db.execute(&count, &[]).unwrap();
+        db.execute(&clear, &[]).unwrap();
+        assert_eq!(pending(&db).unwrap(), 1, "kept for its source");
+        fold(&db).unwrap();
+        assert_eq!(pending(&db).unwrap(), 0);
+        let found = crate::storage::get_message(&db, "late").unwrap().unwrap();
+        assert_eq!(found.source.as_deref(), Some("whatsapp"));
     }
 }

@@ -260,8 +260,8 @@ mod tests {
     use crate::query::MessageQuery;
     use crate::storage::testing::check_reads;
     use crate::storage::testing::{
-        downgrade_to_version_2, fresh, inserted, msg, store, store_as_version_2, stored, TestDb,
-        LAYOUTS,
+        downgrade_to_version_2, fresh, inserted, msg, store, store_as_version_2, stored, Layout,
+        TestDb, LAYOUTS,
     };
     use crate::storage::{fold, list_messages, read_counters, stats};
 
@@ -389,6 +389,129 @@ mod tests {
             }
             assert_eq!(get_message(&db, "A").unwrap(), None);
             assert_eq!(get_message(&db, "").unwrap(), None);
+        }
+    }
+
+    fn sourced(id: &str, kind: &str) -> SourcedMessage {
+        SourcedMessage {
+            message: msg(
+                id,
+                "+15550001",
+                "+15550002",
+                "2025-01-15T10:00:00Z",
+                Some("hi"),
+            ),
+            kind: kind.to_owned(),
+        }
+    }
+
+    fn created_messages(db: &TestDb, source: &str) -> f64 {
+        read_counters(db)
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r.name == crate::metrics::WEBHOOK_MESSAGES
+                    && r.labels == format!("source=\"{source}\",result=\"created\"")
+            })
+            .map(|r| r.value)
+            .sum()
+    }
+
+    /// A delivery is one statement; each message is stored once: a repeat within the
+    /// delivery, an id stored before (by any route) and a tombstoned id are duplicates; new
+    /// messages are numbered in the delivery's order.
+    #[test]
+    fn a_delivery_stores_each_new_message_once_in_one_statement() {
+        let db = fresh();
+        store(&db, &msg("old", "+1", "+2", "2025-01-15T10:00:00Z", None));
+        let batch = [
+            sourced("w1", "text"),
+            sourced("old", "text"),
+            sourced("w1", "text"),
+            sourced("w2", "image"),
+        ];
+        let recorder = crate::storage::testing::Recorder::new(TestDb::open(&db.path()));
+        let (inserted, seqs) = store_batch(&recorder, Source::WhatsApp, &batch, 0).unwrap();
+        assert_eq!(recorder.statements().len(), 1, "one statement");
+        use Inserted::{Created, Duplicate};
+        assert_eq!(inserted, [Created, Duplicate, Duplicate, Created]);
+        assert_eq!(seqs.len(), 2);
+        let seq_of = |id: &str| {
+            db.conn()
+                .query_row(
+                    "SELECT seq FROM received WHERE message_id = ?1",
+                    [id],
+                    |r| r.get::<_, i64>(0),
+                )
+                .unwrap()
+        };
+        assert!(seq_of("old") < seq_of("w1") && seq_of("w1") < seq_of("w2"));
+        // Delivered again, with one more: only the new one is stored.
+        let again = [
+            sourced("w2", "image"),
+            sourced("w3", "text"),
+            sourced("w1", "text"),
+        ];
+        let (inserted, _) = store_batch(&db, Source::WhatsApp, &again, 0).unwrap();
+        assert_eq!(inserted, [Duplicate, Created, Duplicate]);
+        assert_eq!(stats(&db).unwrap().total_messages, 4);
+        assert_eq!(created_messages(&db, "whatsapp"), 3.0);
+        fold::fold(&db).unwrap();
+        assert_eq!(
+            created_messages(&db, "whatsapp"),
+            3.0,
+            "counted once by the fold"
+        );
+        // An erased id stays a duplicate while its tombstone lasts.
+        let removal = crate::storage::Removal {
+            now_unix: 100,
+            tombstone_until: 1_000,
+            batch: 10,
+        };
+        assert!(crate::storage::lifecycle::erase_message(&db, "w3", &removal).unwrap());
+        let (inserted, _) = store_batch(&db, Source::Twilio, &[sourced("w3", "sms")], 500).unwrap();
+        assert_eq!(inserted, [Duplicate]);
+        let (inserted, _) =
+            store_batch(&db, Source::Twilio, &[sourced("w3", "sms")], 1_000).unwrap();
+        assert_eq!(inserted, [Created], "the tombstone expired");
+        assert_eq!(
+            store_batch(&db, Source::Twilio, &[], 0).unwrap(),
+            (vec![], vec![])
+        );
+    }
+
+    /// A provider's message shows where it came from and its type wherever it sits, and an
+    /// erasure leaves nothing of it behind.
+    #[test]
+    fn a_provider_message_keeps_its_source_and_type_wherever_it_sits() {
+        for layout in LAYOUTS {
+            let db = stored(
+                &[msg("plain", "+1", "+2", "2025-01-15T10:00:00Z", None)],
+                layout,
+            );
+            store_batch(&db, Source::WhatsApp, &[sourced("wa", "image")], 0).unwrap();
+            if layout != Layout::Pending {
+                fold::fold(&db).unwrap();
+            }
+            let found = get_message(&db, "wa").unwrap().unwrap();
+            assert_eq!(
+                (found.source.as_deref(), found.kind.as_deref()),
+                (Some("whatsapp"), Some("image")),
+                "{layout:?}"
+            );
+            let plain = get_message(&db, "plain").unwrap().unwrap();
+            assert_eq!((plain.source, plain.kind), (None, None));
+            let removal = crate::storage::Removal {
+                now_unix: 0,
+                tombstone_until: 0,
+                batch: 10,
+            };
+            assert!(crate::storage::lifecycle::erase_message(&db, "wa", &removal).unwrap());
+            let left: i64 = db
+                .conn()
+                .query_row("SELECT count(*) FROM message_sources", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(left, 0, "{layout:?}");
         }
     }
 }

@@ -41,6 +41,10 @@ pub enum Scenario {
     CommonTermFrom,
     /// `q` with a common term, and `to`.
     CommonTermTo,
+    /// `from` and `to` together, `from` the heaviest sender (a hundredth of the set).
+    FromToTopSender,
+    /// `q` with a common term, and the heaviest sender.
+    CommonTermTopSender,
     /// `q` of two characters: no trigram, always a scan.
     ShortTerm,
     Stats,
@@ -329,6 +333,27 @@ pub fn reads(shape: Shape, opts: &Options) -> Vec<Plan> {
             get(move |i| format!("/messages?q={COMMON_TERM}&to={}", encode(&recipient(i)))),
         ),
         (
+            Scenario::FromToTopSender,
+            "GET /messages?from=(top sender)&to=".into(),
+            get(move |i| {
+                format!(
+                    "/messages?from={}&to={}",
+                    encode(&shape.sender(0)),
+                    encode(&recipient(i))
+                )
+            }),
+        ),
+        (
+            Scenario::CommonTermTopSender,
+            format!("GET /messages?q={COMMON_TERM}&from=(top sender)"),
+            get(move |_| {
+                format!(
+                    "/messages?q={COMMON_TERM}&from={}",
+                    encode(&shape.sender(0))
+                )
+            }),
+        ),
+        (
             Scenario::ShortTerm,
             "GET /messages?q=he (2 characters, scanned)".into(),
             get(|_| "/messages?q=he".into()),
@@ -597,6 +622,9 @@ fn read_targets(rows: &[Row]) -> Vec<Target> {
         (Scenario::RareTermSince, 10.0),
         (Scenario::CommonTermFrom, 10.0),
         (Scenario::CommonTermTo, 10.0),
+        (Scenario::FromToTopSender, 5.0),
+        (Scenario::CommonTermTopSender, 10.0),
+        (Scenario::DeepOffset, 50.0),
     ] {
         if let Some(r) = rows
             .iter()

@@ -17,6 +17,13 @@ pub const ADMIN_TOKEN_PREVIOUS: &str = "admin_token_previous";
 pub const RETENTION_DAYS: &str = "retention_days";
 pub const PURGE_BATCH_SIZE: &str = "purge_batch_size";
 pub const TOMBSTONE_DAYS: &str = "tombstone_days";
+pub const WHATSAPP_APP_SECRET: &str = "whatsapp_app_secret";
+pub const WHATSAPP_APP_SECRET_PREVIOUS: &str = "whatsapp_app_secret_previous";
+pub const WHATSAPP_VERIFY_TOKEN: &str = "whatsapp_verify_token";
+pub const WHATSAPP_MAX_BODY_BYTES: &str = "whatsapp_max_body_bytes";
+pub const TWILIO_AUTH_TOKEN: &str = "twilio_auth_token";
+pub const TWILIO_AUTH_TOKEN_PREVIOUS: &str = "twilio_auth_token_previous";
+pub const PUBLIC_BASE_URL: &str = "public_base_url";
 
 /// A bearer token and the one it replaces during a rotation: the variables that hold them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +61,46 @@ pub const DEFAULT_SIGNATURE_TOLERANCE_SECONDS: u64 = 300;
 /// good deliveries into 413s, which senders do not retry.
 pub fn max_body_bytes(value: Option<&str>) -> Result<usize, String> {
     positive(value, DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES, "bytes")
+}
+
+/// `whatsapp_max_body_bytes`: the body limit of `POST /webhook/whatsapp`, read like
+/// `max_body_bytes`; absent means [`crate::sources::whatsapp::DEFAULT_MAX_BODY_BYTES`]
+/// (Meta's batches can be far larger than a `/webhook` body).
+pub fn whatsapp_max_body_bytes(value: Option<&str>) -> Result<usize, String> {
+    positive(
+        value,
+        crate::sources::whatsapp::DEFAULT_MAX_BODY_BYTES,
+        WHATSAPP_MAX_BODY_BYTES,
+        "bytes",
+    )
+}
+
+/// `public_base_url`: the scheme, host and any path prefix under which Twilio calls the
+/// component, exactly as configured in Twilio's console (`https://inbox.example.com`);
+/// blanks around it are dropped, and absent or blank means not configured (`Ok(None)`).
+/// Anything that cannot begin the URL Twilio signs is an error, never guessed: `http://`
+/// or `https://` (lower case, as Twilio writes it), a host, no query, fragment or blank.
+pub fn public_base_url(value: Option<&str>) -> Result<Option<String>, String> {
+    let Some(raw) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let rest = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"));
+    let host = rest.map(|rest| rest.split('/').next().unwrap_or_default());
+    let usable = host.is_some_and(|host| !host.is_empty() && !host.contains('@'))
+        && raw.len() <= 2048
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'?' | b'#'));
+    if usable {
+        Ok(Some(raw.to_owned()))
+    } else {
+        Err(format!(
+            "{PUBLIC_BASE_URL} must be the http:// or https:// URL Twilio calls, without a \
+             query or fragment (e.g. https://inbox.example.com)"
+        ))
+    }
 }
 
 /// `signature_tolerance_seconds`: how far `webhook-timestamp` may be from now, either way;
@@ -187,6 +234,48 @@ mod tests {
         assert_eq!(max_body_bytes(Some(" 1024 ")), Ok(1024));
         for bad in ["0", "-1", "64KB", "1e6", "18446744073709551616"] {
             assert!(max_body_bytes(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn whatsapp_body_limit_defaults_to_metas_largest_batch() {
+        assert_eq!(whatsapp_max_body_bytes(None), Ok(3 * 1024 * 1024));
+        assert_eq!(whatsapp_max_body_bytes(Some(" ")), Ok(3 * 1024 * 1024));
+        assert_eq!(whatsapp_max_body_bytes(Some("1048576")), Ok(1_048_576));
+        for bad in ["0", "-1", "3MB"] {
+            let problem = whatsapp_max_body_bytes(Some(bad)).unwrap_err();
+            assert!(problem.starts_with("whatsapp_max_body_bytes "), "{problem}");
+        }
+    }
+
+    #[test]
+    fn public_base_url_is_a_url_prefix_or_nothing() {
+        assert_eq!(public_base_url(None), Ok(None));
+        assert_eq!(public_base_url(Some("  ")), Ok(None));
+        for good in [
+            "https://inbox.example.com",
+            "https://inbox.example.com/",
+            "http://127.0.0.1:3000",
+            "https://example.com/inbox",
+        ] {
+            assert_eq!(public_base_url(Some(good)), Ok(Some(good.to_owned())));
+        }
+        assert_eq!(
+            public_base_url(Some(" https://a.example \n")),
+            Ok(Some("https://a.example".to_owned()))
+        );
+        for bad in [
+            "inbox.example.com",
+            "ftp://inbox.example.com",
+            "HTTPS://inbox.example.com",
+            "https://",
+            "https:///path",
+            "https://user@inbox.example.com",
+            "https://inbox.example.com/?x=1",
+            "https://inbox.example.com/#top",
+            "https://inbox example.com",
+        ] {
+            assert!(public_base_url(Some(bad)).is_err(), "{bad}");
         }
     }
 

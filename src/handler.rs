@@ -3,16 +3,17 @@
 //!
 //! This file routes a request and does what every request shares (its context, access
 //! checks, the answer's headers, and the counting and logging after the answer). What each
-//! endpoint does is in a submodule: `webhook` (`POST /webhook`), `reads` (messages, export,
-//! stats, metrics, rejections), `admin` (purges and erasure) and `ready` (readiness). The
-//! imports here serve them too (`use super::*`).
+//! endpoint does is in a submodule: `webhook` (`POST /webhook`, and the reading and refusing
+//! every delivery route shares), `sources` (Meta's WhatsApp and Twilio routes), `reads`
+//! (messages, export, stats, metrics, rejections), `admin` (purges and erasure) and `ready`
+//! (readiness). The imports here serve them too (`use super::*`).
 
 use crate::auth::{self, Access};
 use crate::config::{self, TokenPair};
 use crate::console;
 use crate::domain::NewMessage;
-use crate::logline::{self, Level, LogLine};
-use crate::metrics::{self, Removed, WebhookResult};
+use crate::logline::{self, InvalidMessage, Level, LogLine, MessageCounts};
+use crate::metrics::{self, MessageResult, Removed, WebhookResult};
 use crate::payload;
 use crate::problem;
 use crate::query::{self, Cursor, MessageQuery};
@@ -20,6 +21,7 @@ use crate::rejections::{Body, Reason, Rejected};
 use crate::responses;
 use crate::routes::{self, Endpoint, Route};
 use crate::signature::{self, Presented};
+use crate::sources::{Ignored, RejectedElement, Source};
 use crate::standard_webhooks;
 use crate::storage::{
     Database, Inserted, Removal, Session, StorageError, StoredMessage, EXPORT_PAGE_ROWS,
@@ -32,6 +34,7 @@ use std::time::{Instant, SystemTime};
 mod admin;
 mod reads;
 mod ready;
+mod sources;
 mod webhook;
 
 use admin::{admin, admin_refusal, retention_batch};
@@ -40,6 +43,7 @@ use reads::{
     READ,
 };
 use ready::ready;
+use sources::{twilio_delivery, whatsapp_delivery, whatsapp_handshake};
 use webhook::webhook;
 
 /// What the component needs from its host.
@@ -77,15 +81,19 @@ pub struct Request {
 impl Request {
     /// The header's value when it was sent exactly once.
     fn single_header(&self, name: &str) -> Option<&[u8]> {
-        let mut values = self
-            .headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice());
-        match (values.next(), values.next()) {
-            (Some(value), None) => Some(value),
-            _ => None,
-        }
+        single_header(&self.headers, name)
+    }
+}
+
+/// `name`'s value among `headers` when it was sent exactly once.
+fn single_header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    let mut values = headers
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v.as_slice());
+    match (values.next(), values.next()) {
+        (Some(value), None) => Some(value),
+        _ => None,
     }
 }
 
@@ -114,6 +122,8 @@ pub enum Chunk {
 const JSON: &str = "application/json";
 const NDJSON: &str = "application/x-ndjson";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+const TEXT_XML: &str = "text/xml";
 
 /// What the client gets from the endpoint; the handler adds the headers every answer has.
 struct Answer {
@@ -142,6 +152,63 @@ struct Outcome {
     removed: Option<(Removed, u64)>,
     /// An export whose later pages are still to be sent.
     export: Option<Export>,
+    /// A provider's delivery: what it held and what became of it (counted and logged after
+    /// the answer).
+    delivery: Option<DeliveryReport>,
+}
+
+/// What a provider's delivery held, and what became of it: its messages by outcome, those
+/// that failed validation (id and problems, never the text), and what was not a message.
+#[derive(Debug, Default)]
+struct DeliveryReport {
+    counts: MessageCounts,
+    /// At most [`logline::MAX_LOGGED_INVALID`]; `counts.invalid` counts them all.
+    invalid: Vec<InvalidMessage>,
+    /// By kind, each kind once, in [`Ignored::ALL`]'s order.
+    ignored: Vec<(Ignored, u64)>,
+}
+
+impl DeliveryReport {
+    fn new(
+        created: u64,
+        duplicate: u64,
+        rejected: &[RejectedElement],
+        ignored: &[Ignored],
+    ) -> DeliveryReport {
+        DeliveryReport {
+            counts: MessageCounts {
+                created,
+                duplicate,
+                invalid: rejected.len() as u64,
+            },
+            invalid: rejected
+                .iter()
+                .take(logline::MAX_LOGGED_INVALID)
+                .map(InvalidMessage::of)
+                .collect(),
+            ignored: Ignored::ALL
+                .into_iter()
+                .map(|kind| (kind, ignored.iter().filter(|i| **i == kind).count() as u64))
+                .filter(|(_, count)| *count > 0)
+                .collect(),
+        }
+    }
+
+    /// The counters it adds for `source`: duplicate and invalid messages (a created one is
+    /// counted by its row) and each kind of ignored item.
+    fn increments(&self, source: Source) -> impl Iterator<Item = metrics::Increment> + '_ {
+        let messages = [
+            (MessageResult::Duplicate, self.counts.duplicate),
+            (MessageResult::Invalid, self.counts.invalid),
+        ]
+        .into_iter()
+        .filter_map(move |(result, count)| metrics::messages(source, result, count));
+        let ignored = self
+            .ignored
+            .iter()
+            .map(move |(kind, count)| metrics::ignored(source, *kind, *count));
+        messages.chain(ignored)
+    }
 }
 
 /// Where a running export stands: its filters, and the last row it sent.
@@ -183,6 +250,7 @@ impl Outcome {
             rejected: None,
             removed: None,
             export: None,
+            delivery: None,
         }
     }
 
@@ -331,6 +399,9 @@ fn answer(context: &mut Context, route: Route, request: Request) -> Outcome {
         Route::Found(Endpoint::Live) => Outcome::json(StatusCode::OK, responses::status("ok")),
         Route::Found(Endpoint::Ready) => ready(context),
         Route::Found(Endpoint::Webhook) => webhook(context, request),
+        Route::Found(Endpoint::WhatsAppVerify) => whatsapp_handshake(context, &request.query),
+        Route::Found(Endpoint::WhatsApp) => whatsapp_delivery(context, request),
+        Route::Found(Endpoint::Twilio) => twilio_delivery(context, request),
         Route::Found(Endpoint::Console) => {
             let page = console::page();
             let mut outcome = Outcome::new(StatusCode::OK, console::CONTENT_TYPE, page.body);
@@ -447,18 +518,28 @@ impl AfterResponse<'_> {
         for (step, err) in upkeep.failures {
             outcome.note(anyhow::Error::new(err).context(step));
         }
+        // The delivery routes' source: their counters, rejection and log line carry it.
+        let source = match route {
+            Route::Found(endpoint) | Route::WrongMethod(endpoint) => endpoint.source(),
+            Route::NotFound => None,
+        };
+        let delivery_source = source.unwrap_or(Source::Webhook);
         let mut increments = if outcome.counted {
             // Counted by the row that stored the message.
             Vec::new()
         } else {
             let status = outcome.answer.status.as_u16();
-            metrics::increments(route.label(), status, latency_ms, outcome.webhook)
+            let webhook = outcome.webhook.map(|result| (delivery_source, result));
+            metrics::request_increments(route.label(), status, latency_ms, webhook)
         };
+        if let Some(report) = &outcome.delivery {
+            increments.extend(report.increments(delivery_source));
+        }
         if let Some((cause, count)) = outcome.removed.filter(|(_, n)| *n > 0) {
             increments.push(metrics::removed(cause, count));
         }
         let recorded = if let Some(rejected) = outcome.rejected.take() {
-            increments.push(metrics::rejected(rejected.reason));
+            increments.push(metrics::rejected_from(delivery_source, rejected.reason));
             let keep = rejection_log_size(&context, &mut outcome);
             let at = timestamp::format_utc(context.started);
             let status = outcome.answer.status.as_u16();
@@ -472,16 +553,34 @@ impl AfterResponse<'_> {
         }
 
         let server_error = outcome.answer.status.is_server_error();
+        // A delivery answered 200 with messages that failed validation: the sender gets
+        // its 200 (a provider would retry the whole batch), the operator a warning.
+        let invalid = outcome.answer.status == StatusCode::OK
+            && outcome
+                .delivery
+                .as_ref()
+                .is_some_and(|report| report.counts.invalid > 0);
         let level = match (server_error, &outcome.error) {
             (true, _) if outcome.webhook == Some(WebhookResult::NotConfigured) => Level::Warn,
             (true, _) => Level::Error,
             (false, Some(_)) => Level::Warn,
+            (false, None) if invalid => Level::Warn,
             (false, None) => Level::Info,
         };
         let min_level = config::log_level(context.variable(config::LOG_LEVEL).as_deref());
         if level >= min_level {
             // The error with its context chain: "metrics not recorded: database is locked".
             let error = outcome.error.as_ref().map(|e| format!("{e:#}"));
+            let report = outcome.delivery.as_ref();
+            let ignored = report
+                .filter(|report| !report.ignored.is_empty())
+                .map(|report| {
+                    report
+                        .ignored
+                        .iter()
+                        .map(|(kind, count)| (kind.as_str(), *count))
+                        .collect()
+                });
             let line = LogLine {
                 ts: timestamp::format_utc(SystemTime::now()),
                 level,
@@ -490,10 +589,16 @@ impl AfterResponse<'_> {
                 path: logline::clip(&path, 512),
                 status: outcome.answer.status.as_u16(),
                 latency_ms: (latency_ms * 1000.0).round() / 1000.0,
+                source: source.map(Source::as_str),
                 message_id: outcome.message_id.as_deref(),
                 dup: outcome.webhook.map(|r| r == WebhookResult::Duplicate),
                 result: outcome.webhook.map(WebhookResult::as_str),
                 reason: outcome.reason,
+                messages: report.map(|report| report.counts),
+                ignored,
+                invalid: report
+                    .map(|report| report.invalid.as_slice())
+                    .filter(|invalid| !invalid.is_empty()),
                 removed: outcome.removed.map(|(_, n)| n),
                 error: error.as_deref(),
             };

@@ -3,7 +3,9 @@
 //! Lines never carry the secret, the signature or message text: the struct has no field
 //! that could hold them.
 
+use crate::sources::RejectedElement;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -36,6 +38,9 @@ pub struct LogLine<'a> {
     pub path: &'a str,
     pub status: u16,
     pub latency_ms: f64,
+    /// Where a delivery came in (`webhook`, `whatsapp`, `twilio`): the delivery routes' lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -46,6 +51,16 @@ pub struct LogLine<'a> {
     /// word, never request content.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    /// A provider's delivery: its messages by outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<MessageCounts>,
+    /// A provider's delivery: what it held that is not a message, by kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<BTreeMap<&'static str, u64>>,
+    /// A provider's delivery: its messages that failed validation, each with its id and
+    /// what was wrong, never a value (at most [`MAX_LOGGED_INVALID`]; `messages` counts all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<&'a [InvalidMessage]>,
     /// Messages the request removed (an erasure, or a retention batch after its answer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub removed: Option<u64>,
@@ -60,6 +75,50 @@ impl LogLine<'_> {
         let mut line = serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned());
         line.push('\n');
         line
+    }
+}
+
+/// What became of a provider delivery's messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MessageCounts {
+    pub created: u64,
+    pub duplicate: u64,
+    pub invalid: u64,
+}
+
+/// Most invalid messages one line lists: a batch of a thousand bad ones stays a line a log
+/// pipeline takes (the count in `messages` is exact).
+pub const MAX_LOGGED_INVALID: usize = 50;
+
+/// Longest message id a line repeats.
+const MAX_LOGGED_ID_CHARS: usize = 128;
+
+/// A message that failed validation, as its delivery's line lists it: its id (clipped) and,
+/// per problem, the field and the kind of problem (`from:string_pattern_mismatch`). Never a
+/// value, so never the text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvalidMessage {
+    pub message_id: Option<String>,
+    pub errors: Vec<String>,
+}
+
+impl InvalidMessage {
+    pub fn of(rejected: &RejectedElement) -> InvalidMessage {
+        InvalidMessage {
+            message_id: rejected
+                .message_id
+                .as_deref()
+                .map(|id| clip(id, MAX_LOGGED_ID_CHARS).to_owned()),
+            errors: rejected
+                .errors
+                .iter()
+                .map(|error| {
+                    let field = error.loc.get(1..).unwrap_or_default().join(".");
+                    let field = if field.is_empty() { "body" } else { &field };
+                    format!("{field}:{}", error.kind)
+                })
+                .collect(),
+        }
     }
 }
 
@@ -122,10 +181,14 @@ mod tests {
             path: "/webhook",
             status: 200,
             latency_ms: 1.25,
+            source: Some("webhook"),
             message_id: Some("m\"1"),
             dup: Some(false),
             result: Some("created"),
             reason: None,
+            messages: None,
+            ignored: None,
+            invalid: None,
             removed: None,
             error: None,
         }
@@ -135,8 +198,44 @@ mod tests {
         assert_eq!(v["level"], "info");
         assert_eq!(v["message_id"], "m\"1");
         assert_eq!(v["dup"], false);
+        assert_eq!(v["source"], "webhook");
         assert!(v.get("error").is_none());
         assert!(v.get("reason").is_none());
+        assert!(v.get("messages").is_none() && v.get("invalid").is_none());
+    }
+
+    #[test]
+    fn an_invalid_message_is_its_id_and_problems_never_a_value() {
+        use crate::problem::FieldError;
+        let rejected = RejectedElement {
+            message_id: Some(format!("wamid.{}", "x".repeat(200))),
+            errors: vec![
+                FieldError::body(Some("from"), "string_pattern_mismatch", "+1 555 bad"),
+                FieldError::body(Some("text"), "string_too_long", "secret words"),
+                FieldError::body(None, "model_attributes_type", "not an object"),
+            ],
+        };
+        let logged = InvalidMessage::of(&rejected);
+        assert_eq!(logged.message_id.as_ref().unwrap().chars().count(), 128);
+        assert_eq!(
+            logged.errors,
+            [
+                "from:string_pattern_mismatch",
+                "text:string_too_long",
+                "body:model_attributes_type"
+            ]
+        );
+        let text = serde_json::to_string(&logged).unwrap();
+        assert!(!text.contains("secret words") && !text.contains("555"));
+        let counts = MessageCounts {
+            created: 2,
+            duplicate: 1,
+            invalid: 1,
+        };
+        assert_eq!(
+            serde_json::to_value(counts).unwrap(),
+            serde_json::json!({"created": 2, "duplicate": 1, "invalid": 1})
+        );
     }
 
     #[test]

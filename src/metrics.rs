@@ -5,7 +5,7 @@
 //! a request touches exactly one bucket row; rendering accumulates them.
 
 use crate::rejections::Reason;
-use crate::sources::Source;
+use crate::sources::{Ignored, Source};
 use std::fmt::Write;
 
 /// Upper bounds (ms) of the latency histogram buckets; `+Inf` is implicit.
@@ -14,10 +14,13 @@ pub const LATENCY_BUCKETS_MS: [f64; 12] = [
 ];
 
 pub const HTTP_REQUESTS: &str = "http_requests_total";
+/// Deliveries by source and outcome: one per request to a delivery route.
 pub const WEBHOOK_REQUESTS: &str = "webhook_requests_total";
 /// Provider messages by outcome (a `/webhook` request is one message: see
 /// [`WEBHOOK_REQUESTS`]).
 pub const WEBHOOK_MESSAGES: &str = "webhook_messages_total";
+/// What provider deliveries held that is not a message, by source and kind.
+pub const WEBHOOK_IGNORED: &str = "webhook_ignored_total";
 pub const LATENCY_BUCKET: &str = "request_latency_ms_bucket";
 pub const LATENCY_SUM: &str = "request_latency_ms_sum";
 pub const REJECTIONS: &str = "webhook_rejections_total";
@@ -53,11 +56,18 @@ pub fn removed(cause: Removed, count: u64) -> Increment {
     }
 }
 
-/// Outcome of a `POST /webhook`, the `result` label.
+/// Outcome of a delivery (`POST /webhook`, `/webhook/whatsapp`, `/webhook/twilio`), the
+/// `result` label of [`WEBHOOK_REQUESTS`]. A provider's delivery that got its 200 is
+/// `created` when it stored a new message, else `duplicate` when it held only messages
+/// already stored (and perhaps invalid ones), else `ignored`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WebhookResult {
     Created,
     Duplicate,
+    /// A provider's delivery with nothing to store: statuses, other fields, or only
+    /// messages that failed validation (each counted in [`WEBHOOK_MESSAGES`] or
+    /// [`WEBHOOK_IGNORED`]).
+    Ignored,
     InvalidSignature,
     ValidationError,
     PayloadTooLarge,
@@ -70,6 +80,7 @@ impl WebhookResult {
         match self {
             WebhookResult::Created => "created",
             WebhookResult::Duplicate => "duplicate",
+            WebhookResult::Ignored => "ignored",
             WebhookResult::InvalidSignature => "invalid_signature",
             WebhookResult::ValidationError => "validation_error",
             WebhookResult::PayloadTooLarge => "payload_too_large",
@@ -78,10 +89,11 @@ impl WebhookResult {
         }
     }
 
-    /// `created` is counted from the stored rows (see `storage::counters`), so it always
-    /// equals the messages stored; the request adds the rest.
-    pub fn counted_by_storage(self) -> bool {
-        self == WebhookResult::Created
+    /// `created` of `/webhook` is counted from the stored rows (see `storage::counters`),
+    /// so it always equals the messages stored; the request adds the rest. A provider's
+    /// request counts all of its own (its rows count messages, not requests).
+    pub fn counted_by_storage(self, source: Source) -> bool {
+        self == WebhookResult::Created && source == Source::Webhook
     }
 
     /// The labels of this result's `webhook_requests_total` series, for `source`.
@@ -102,7 +114,7 @@ impl WebhookResult {
 pub fn stored_row_series(source: Source) -> String {
     match source {
         Source::Webhook => series_key(WEBHOOK_REQUESTS, &WebhookResult::Created.labels(source)),
-        _ => series_key(WEBHOOK_MESSAGES, &WebhookResult::Created.labels(source)),
+        _ => series_key(WEBHOOK_MESSAGES, &MessageResult::Created.labels(source)),
     }
 }
 
@@ -137,14 +149,31 @@ impl Delta {
     }
 }
 
-/// What one finished request adds to the counters (a stored message's `created` is already
-/// counted, see [`WebhookResult::counted_by_storage`]). `route` is a fixed route label (never
-/// the raw path), so a scanner cannot create new series.
+/// What one finished request adds to the counters, for `/webhook` and every request that
+/// is not a provider's delivery: [`request_increments`] with [`Source::Webhook`].
 pub fn increments(
     route: &'static str,
     status: u16,
     latency_ms: f64,
     webhook: Option<WebhookResult>,
+) -> Vec<Increment> {
+    request_increments(
+        route,
+        status,
+        latency_ms,
+        webhook.map(|result| (Source::Webhook, result)),
+    )
+}
+
+/// What one finished request adds to the counters: its route and status, its latency, and
+/// for a delivery its outcome by source (except what storage counts, see
+/// [`WebhookResult::counted_by_storage`]). `route` is a fixed route label (never the raw
+/// path), so a scanner cannot create new series.
+pub fn request_increments(
+    route: &'static str,
+    status: u16,
+    latency_ms: f64,
+    webhook: Option<(Source, WebhookResult)>,
 ) -> Vec<Increment> {
     let mut out = vec![
         Increment {
@@ -163,27 +192,99 @@ pub fn increments(
             delta: Delta::Amount(latency_ms),
         },
     ];
-    if let Some(result) = webhook.filter(|r| !r.counted_by_storage()) {
+    if let Some((source, result)) = webhook.filter(|(s, r)| !r.counted_by_storage(*s)) {
         out.push(Increment {
             name: WEBHOOK_REQUESTS,
-            labels: result.labels(Source::Webhook),
+            labels: result.labels(source),
             delta: Delta::Count(1),
         });
     }
     out
 }
 
-/// A refused delivery's count by reason (one of a fixed few: the series stay bounded).
+/// What became of one message of a provider's delivery: the `result` label of
+/// [`WEBHOOK_MESSAGES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageResult {
+    /// Stored: counted from the stored row ([`stored_row_series`]), never by the request.
+    Created,
+    /// Already stored (or removed and still tombstoned), or repeated in its delivery.
+    Duplicate,
+    /// Failed validation: not stored, and logged with its id and reason.
+    Invalid,
+}
+
+impl MessageResult {
+    const ALL: [MessageResult; 3] = [
+        MessageResult::Created,
+        MessageResult::Duplicate,
+        MessageResult::Invalid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageResult::Created => "created",
+            MessageResult::Duplicate => "duplicate",
+            MessageResult::Invalid => "invalid",
+        }
+    }
+
+    fn labels(self, source: Source) -> String {
+        format!(
+            "source=\"{}\",result=\"{}\"",
+            source.as_str(),
+            self.as_str()
+        )
+    }
+}
+
+/// The sources whose messages and ignored items are counted apart from their requests.
+const PROVIDERS: [Source; 2] = [Source::WhatsApp, Source::Twilio];
+
+/// `count` messages of a provider's delivery that ended as `result` (`created` is counted
+/// by the stored rows: `None` for it, so it is never counted twice).
+pub fn messages(source: Source, result: MessageResult, count: u64) -> Option<Increment> {
+    (result != MessageResult::Created && count > 0).then(|| Increment {
+        name: WEBHOOK_MESSAGES,
+        labels: result.labels(source),
+        delta: Delta::Count(i64::try_from(count).unwrap_or(i64::MAX)),
+    })
+}
+
+/// `count` items of `kind` a provider's delivery held that are not messages.
+pub fn ignored(source: Source, kind: Ignored, count: u64) -> Increment {
+    Increment {
+        name: WEBHOOK_IGNORED,
+        labels: ignored_labels(source, kind),
+        delta: Delta::Count(i64::try_from(count).unwrap_or(i64::MAX)),
+    }
+}
+
+fn ignored_labels(source: Source, kind: Ignored) -> String {
+    format!("source=\"{}\",kind=\"{}\"", source.as_str(), kind.as_str())
+}
+
+/// A refused `/webhook` delivery's count by reason: [`rejected_from`] [`Source::Webhook`].
 pub fn rejected(reason: Reason) -> Increment {
+    rejected_from(Source::Webhook, reason)
+}
+
+/// A refused delivery's count by source and reason (a fixed few each: the series stay
+/// bounded).
+pub fn rejected_from(source: Source, reason: Reason) -> Increment {
     Increment {
         name: REJECTIONS,
-        labels: rejection_labels(reason),
+        labels: rejection_labels(source, reason),
         delta: Delta::Count(1),
     }
 }
 
-fn rejection_labels(reason: Reason) -> String {
-    format!("reason=\"{}\"", reason.as_str())
+fn rejection_labels(source: Source, reason: Reason) -> String {
+    format!(
+        "source=\"{}\",reason=\"{}\"",
+        source.as_str(),
+        reason.as_str()
+    )
 }
 
 /// Each latency bucket's upper bound (`None` for `+Inf`) with the labels its row is stored
@@ -234,16 +335,44 @@ pub fn render(rows: &[CounterRow]) -> String {
         &mut out,
         rows,
         WEBHOOK_REQUESTS,
-        "POST /webhook requests by outcome.",
+        "Deliveries (POST /webhook, /webhook/whatsapp, /webhook/twilio) by source and \
+         outcome; a provider's delivery counts once, however many messages it holds.",
     );
-    // Every reason and cause, from zero: a rate over a series that appears only later misses
-    // its start.
-    let reasons: Vec<String> = Reason::ALL.into_iter().map(rejection_labels).collect();
+    // Every source and reason, kind or result, from zero: a rate over a series that appears
+    // only later misses its start. Each is a fixed few, so the series stay bounded.
+    let results: Vec<String> = PROVIDERS
+        .into_iter()
+        .flat_map(|source| MessageResult::ALL.map(|result| result.labels(source)))
+        .collect();
+    fixed_series(
+        &mut out,
+        rows,
+        WEBHOOK_MESSAGES,
+        "Messages in WhatsApp and Twilio deliveries by source and outcome: created (stored), \
+         duplicate (already stored, nothing changed), invalid (failed validation, not stored).",
+        &results,
+    );
+    let kinds: Vec<String> = PROVIDERS
+        .into_iter()
+        .flat_map(|source| Ignored::ALL.map(|kind| ignored_labels(source, kind)))
+        .collect();
+    fixed_series(
+        &mut out,
+        rows,
+        WEBHOOK_IGNORED,
+        "What WhatsApp and Twilio deliveries held that is not a message (status updates, \
+         other fields, other objects, nothing at all), by source and kind; none is stored.",
+        &kinds,
+    );
+    let reasons: Vec<String> = Source::ALL
+        .into_iter()
+        .flat_map(|source| Reason::ALL.map(|reason| rejection_labels(source, reason)))
+        .collect();
     fixed_series(
         &mut out,
         rows,
         REJECTIONS,
-        "Refused POST /webhook deliveries by reason (see GET /rejections).",
+        "Refused deliveries by source and reason (see GET /rejections).",
         &reasons,
     );
     let causes: Vec<String> = Removed::ALL.into_iter().map(Removed::labels).collect();
@@ -355,7 +484,7 @@ mod tests {
                 (HTTP_REQUESTS, "path=\"/webhook\",status=\"200\""),
                 (LATENCY_BUCKET, "le=\"5\""),
                 (LATENCY_SUM, ""),
-                (WEBHOOK_REQUESTS, "result=\"duplicate\""),
+                (WEBHOOK_REQUESTS, "source=\"webhook\",result=\"duplicate\""),
             ]
         );
         let created = increments("/webhook", 200, 3.5, Some(WebhookResult::Created));
@@ -366,6 +495,58 @@ mod tests {
         assert_eq!(increments("/x", 404, 100.0, None)[1].labels, "le=\"100\"");
         assert_eq!(increments("/x", 404, 100.01, None)[1].labels, "le=\"250\"");
         assert_eq!(increments("/x", 404, 9e9, None)[1].labels, "le=\"+Inf\"");
+    }
+
+    #[test]
+    fn a_providers_request_counts_all_of_its_own_outcomes() {
+        // Its rows count messages, not the request: created is the request's to count.
+        for (source, result) in [
+            (Source::WhatsApp, WebhookResult::Created),
+            (Source::Twilio, WebhookResult::Created),
+            (Source::WhatsApp, WebhookResult::Ignored),
+            (Source::Twilio, WebhookResult::InvalidSignature),
+        ] {
+            let inc = request_increments("/webhook/x", 200, 1.0, Some((source, result)));
+            let counted: Vec<_> = inc
+                .iter()
+                .filter(|i| i.name == WEBHOOK_REQUESTS)
+                .map(|i| i.labels.as_str())
+                .collect();
+            assert_eq!(counted, [result.labels(source).as_str()]);
+        }
+        assert_eq!(
+            WebhookResult::Ignored.labels(Source::WhatsApp),
+            "source=\"whatsapp\",result=\"ignored\""
+        );
+        // Messages: created never by the request; the others by their count.
+        assert_eq!(messages(Source::WhatsApp, MessageResult::Created, 3), None);
+        assert_eq!(messages(Source::WhatsApp, MessageResult::Invalid, 0), None);
+        let duplicate = messages(Source::Twilio, MessageResult::Duplicate, 2).unwrap();
+        assert_eq!(
+            (duplicate.name, duplicate.labels.as_str(), duplicate.delta),
+            (
+                WEBHOOK_MESSAGES,
+                "source=\"twilio\",result=\"duplicate\"",
+                Delta::Count(2)
+            )
+        );
+        let status = ignored(Source::WhatsApp, Ignored::Status, 4);
+        assert_eq!(
+            (status.name, status.labels.as_str(), status.delta),
+            (
+                WEBHOOK_IGNORED,
+                "source=\"whatsapp\",kind=\"status\"",
+                Delta::Count(4)
+            )
+        );
+        // What a provider's stored row counts is the created series rendered here.
+        assert_eq!(
+            stored_row_series(Source::WhatsApp),
+            series_key(
+                WEBHOOK_MESSAGES,
+                &MessageResult::Created.labels(Source::WhatsApp)
+            )
+        );
     }
 
     #[test]
@@ -387,7 +568,9 @@ mod tests {
         let text = render(&all);
         assert!(text.contains("# TYPE http_requests_total counter\n"));
         assert!(text.contains("http_requests_total{path=\"/webhook\",status=\"200\"} 1\n"));
-        assert!(text.contains("webhook_requests_total{result=\"duplicate\"} 1\n"));
+        assert!(
+            text.contains("webhook_requests_total{source=\"webhook\",result=\"duplicate\"} 1\n")
+        );
         assert!(text.contains("# TYPE request_latency_ms histogram\n"));
         assert!(text.contains("request_latency_ms_bucket{le=\"1\"} 1\n"));
         assert!(text.contains("request_latency_ms_bucket{le=\"100\"} 1\n"));
@@ -399,15 +582,57 @@ mod tests {
     }
 
     #[test]
-    fn rejections_are_counted_by_reason() {
+    fn rejections_are_counted_by_source_and_reason() {
         let mut all = rows(&[rejected(Reason::TimestampOutOfTolerance)]);
         all.extend(rows(&[rejected(Reason::TimestampOutOfTolerance)]));
+        all.extend(rows(&[rejected_from(
+            Source::Twilio,
+            Reason::InvalidSignature,
+        )]));
         let text = render(&all);
         assert!(text.contains("# TYPE webhook_rejections_total counter\n"));
-        assert!(
-            text.contains("webhook_rejections_total{reason=\"timestamp_out_of_tolerance\"} 2\n")
-        );
-        assert!(text.contains("webhook_rejections_total{reason=\"invalid_signature\"} 0\n"));
+        assert!(text.contains(
+            "webhook_rejections_total{source=\"webhook\",reason=\"timestamp_out_of_tolerance\"} 2\n"
+        ));
+        assert!(text.contains(
+            "webhook_rejections_total{source=\"webhook\",reason=\"invalid_signature\"} 0\n"
+        ));
+        assert!(text.contains(
+            "webhook_rejections_total{source=\"twilio\",reason=\"invalid_signature\"} 1\n"
+        ));
+    }
+
+    #[test]
+    fn provider_messages_and_ignored_items_are_rendered_by_source() {
+        let mut all = rows(&[
+            messages(Source::WhatsApp, MessageResult::Duplicate, 2).unwrap(),
+            messages(Source::WhatsApp, MessageResult::Invalid, 1).unwrap(),
+            ignored(Source::WhatsApp, Ignored::Status, 3),
+            ignored(Source::Twilio, Ignored::Status, 1),
+        ]);
+        // A stored row's created, as storage reads it back.
+        let key = stored_row_series(Source::Twilio);
+        let (name, labels) = split_series_key(&key);
+        all.push(CounterRow {
+            name: name.to_owned(),
+            labels: labels.to_owned(),
+            value: 5.0,
+        });
+        let text = render(&all);
+        for line in [
+            "# TYPE webhook_messages_total counter\n",
+            "webhook_messages_total{source=\"whatsapp\",result=\"duplicate\"} 2\n",
+            "webhook_messages_total{source=\"whatsapp\",result=\"invalid\"} 1\n",
+            "webhook_messages_total{source=\"whatsapp\",result=\"created\"} 0\n",
+            "webhook_messages_total{source=\"twilio\",result=\"created\"} 5\n",
+            "# TYPE webhook_ignored_total counter\n",
+            "webhook_ignored_total{source=\"whatsapp\",kind=\"status\"} 3\n",
+            "webhook_ignored_total{source=\"whatsapp\",kind=\"other_field\"} 0\n",
+            "webhook_ignored_total{source=\"twilio\",kind=\"status\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line}");
+        }
+        assert!(!text.contains("webhook_messages_total{source=\"webhook\""));
     }
 
     #[test]
@@ -416,17 +641,27 @@ mod tests {
         for family in [
             "http_requests_total",
             "webhook_requests_total",
+            "webhook_messages_total",
+            "webhook_ignored_total",
+            "webhook_rejections_total",
+            "messages_removed_total",
             "request_latency_ms",
         ] {
             assert!(text.contains(&format!("# HELP {family} ")), "{family}");
         }
         assert!(text.contains("request_latency_ms_count 0\n"));
-        for reason in Reason::ALL {
-            let series = format!(
-                "webhook_rejections_total{{reason=\"{}\"}} 0\n",
-                reason.as_str()
-            );
-            assert!(text.contains(&series), "{series}");
+        for source in Source::ALL {
+            for reason in Reason::ALL {
+                let series = format!(
+                    "webhook_rejections_total{{source=\"{}\",reason=\"{}\"}} 0\n",
+                    source.as_str(),
+                    reason.as_str()
+                );
+                assert!(text.contains(&series), "{series}");
+            }
         }
+        // Bounded: every fixed family is sources x a fixed set of words.
+        let samples = text.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(samples, 6 + 8 + 15 + 2 + 15);
     }
 }

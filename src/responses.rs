@@ -1,6 +1,7 @@
 //! JSON bodies of successful answers.
 
 use crate::query;
+use crate::routes;
 use crate::storage::{MessagePage, RejectionPage, Stats, StoredMessage};
 use serde::Serialize;
 use serde_json::json;
@@ -39,9 +40,27 @@ pub fn messages(page: &MessagePage, limit: u32, offset: u64) -> String {
     .to_string()
 }
 
-/// One message, in the shape of an item of `/messages`' `data`.
+/// One message as the lookup shows it: an item of `/messages`' `data`, plus, for a
+/// provider's message, where it came from and its type.
+#[derive(Serialize)]
+struct OneMessage<'a> {
+    #[serde(flatten)]
+    message: MessageBody<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+}
+
+/// One message, in the shape of an item of `/messages`' `data`; a provider's message adds
+/// `source` (`whatsapp`, `twilio`) and `type` (`text`, `image`, `sms`, ...).
 pub fn message(m: &StoredMessage) -> String {
-    serde_json::to_string(&MessageBody::of(m)).unwrap_or_default()
+    let one = OneMessage {
+        message: MessageBody::of(m),
+        source: m.source.as_deref(),
+        kind: m.kind.as_deref(),
+    };
+    serde_json::to_string(&one).unwrap_or_default()
 }
 
 /// NDJSON: each message as one line of [`message`], each line ending in `\n`. JSON
@@ -97,6 +116,7 @@ pub fn rejections(page: &RejectionPage, limit: u32) -> String {
             json!({
                 "at": e.at,
                 "route": e.route,
+                "source": routes::source_of_route(&e.route).map(|s| s.as_str()),
                 "status": e.status,
                 "reason": e.reason,
                 "detail": e.detail,
@@ -117,4 +137,78 @@ pub fn rejections(page: &RejectionPage, limit: u32) -> String {
 
 pub fn status(value: &str) -> String {
     json!({ "status": value }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LoggedRejection;
+    use serde_json::Value;
+
+    fn stored(source: Option<&str>, kind: Option<&str>) -> StoredMessage {
+        StoredMessage {
+            message_id: "m1".into(),
+            from: "+1".into(),
+            to: "+2".into(),
+            ts: "2025-01-15T10:00:00Z".into(),
+            text: None,
+            ts_key: "2025-01-15T10:00:00".into(),
+            source: source.map(str::to_owned),
+            kind: kind.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_providers_message_shows_its_source_and_type() {
+        let one: Value = serde_json::from_str(&message(&stored(None, None))).unwrap();
+        assert_eq!(
+            one,
+            json!({"message_id": "m1", "from": "+1", "to": "+2",
+                   "ts": "2025-01-15T10:00:00Z", "text": null})
+        );
+        let one: Value =
+            serde_json::from_str(&message(&stored(Some("whatsapp"), Some("image")))).unwrap();
+        assert_eq!(one["source"], "whatsapp");
+        assert_eq!(one["type"], "image");
+        assert_eq!(one["text"], Value::Null);
+        // Lists keep their shape.
+        let line = String::from_utf8(ndjson(&[stored(Some("twilio"), Some("sms"))])).unwrap();
+        let item: Value = serde_json::from_str(line.trim_end()).unwrap();
+        assert!(item.get("source").is_none() && item.get("type").is_none());
+    }
+
+    #[test]
+    fn a_rejection_names_its_source_by_its_route() {
+        let entry = |route: &str| LoggedRejection {
+            seq: 1,
+            at: "2026-01-01T00:00:00.000Z".into(),
+            route: route.into(),
+            status: 401,
+            reason: "invalid_signature".into(),
+            detail: "signature_mismatch".into(),
+            locs: Vec::new(),
+            request_id: "r1".into(),
+            body_bytes: None,
+            body_sha256: None,
+        };
+        let page = RejectionPage {
+            entries: vec![
+                entry("/webhook/twilio"),
+                entry("/webhook/whatsapp"),
+                entry("/webhook"),
+            ],
+            more: false,
+        };
+        let body: Value = serde_json::from_str(&rejections(&page, 10)).unwrap();
+        let sources: Vec<&Value> = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["source"])
+            .collect();
+        assert_eq!(
+            sources,
+            [&json!("twilio"), &json!("whatsapp"), &json!("webhook")]
+        );
+    }
 }

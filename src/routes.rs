@@ -6,12 +6,19 @@
 //! `/messages/%65xport` (or `/messages/%65%78%70%6F%72%74`), and a decoded `/` never moves a
 //! request to another endpoint.
 
+use crate::sources::Source;
 use http::Method;
 use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Webhook,
+    /// `GET /webhook/whatsapp`: Meta's verification handshake.
+    WhatsAppVerify,
+    /// `POST /webhook/whatsapp`: Meta's WhatsApp Cloud API deliveries.
+    WhatsApp,
+    /// `POST /webhook/twilio`: Twilio's WhatsApp and SMS deliveries.
+    Twilio,
     Messages,
     /// `GET /messages/{message_id}`.
     Message,
@@ -38,8 +45,11 @@ pub enum Endpoint {
 const MESSAGE_PREFIX: &str = "/messages/";
 
 impl Endpoint {
-    const ALL: [Endpoint; 14] = [
+    const ALL: [Endpoint; 17] = [
         Endpoint::Webhook,
+        Endpoint::WhatsAppVerify,
+        Endpoint::WhatsApp,
+        Endpoint::Twilio,
         Endpoint::Messages,
         Endpoint::Message,
         Endpoint::Export,
@@ -60,6 +70,8 @@ impl Endpoint {
     pub fn path(self) -> &'static str {
         match self {
             Endpoint::Webhook => "/webhook",
+            Endpoint::WhatsAppVerify | Endpoint::WhatsApp => "/webhook/whatsapp",
+            Endpoint::Twilio => "/webhook/twilio",
             Endpoint::Messages | Endpoint::EraseSender => "/messages",
             Endpoint::Message | Endpoint::EraseMessage => "/messages/{message_id}",
             Endpoint::Export => "/messages/export",
@@ -71,6 +83,16 @@ impl Endpoint {
             Endpoint::Rejections => "/rejections",
             Endpoint::Console => "/ui",
             Endpoint::Purge => "/admin/purge",
+        }
+    }
+
+    /// The source whose deliveries (or handshake) the endpoint takes; `None` for the rest.
+    pub fn source(self) -> Option<Source> {
+        match self {
+            Endpoint::Webhook => Some(Source::Webhook),
+            Endpoint::WhatsAppVerify | Endpoint::WhatsApp => Some(Source::WhatsApp),
+            Endpoint::Twilio => Some(Source::Twilio),
+            _ => None,
         }
     }
 
@@ -110,7 +132,9 @@ impl Endpoint {
 
     pub fn method(self) -> Method {
         match self {
-            Endpoint::Webhook | Endpoint::Purge => Method::POST,
+            Endpoint::Webhook | Endpoint::WhatsApp | Endpoint::Twilio | Endpoint::Purge => {
+                Method::POST
+            }
             Endpoint::EraseSender | Endpoint::EraseMessage => Method::DELETE,
             _ => Method::GET,
         }
@@ -156,6 +180,15 @@ pub fn resolve(method: &Method, path: &str) -> Route {
         Some(endpoint) => Route::Found(endpoint),
         None => Route::WrongMethod(first),
     }
+}
+
+/// The source a stored route label names (a rejection log entry's `route`): the delivery
+/// route's source, `None` for any other.
+pub fn source_of_route(route: &str) -> Option<Source> {
+    Endpoint::ALL
+        .into_iter()
+        .find(|endpoint| endpoint.path() == route)
+        .and_then(Endpoint::source)
 }
 
 /// The id a `/messages/{message_id}` path names: the rest of the path, percent-decoded
@@ -210,6 +243,44 @@ mod tests {
             resolve(&m("GET"), "/rejections"),
             Route::Found(Endpoint::Rejections)
         );
+    }
+
+    #[test]
+    fn provider_routes_and_their_sources() {
+        assert_eq!(
+            resolve(&m("GET"), "/webhook/whatsapp"),
+            Route::Found(Endpoint::WhatsAppVerify)
+        );
+        assert_eq!(
+            resolve(&m("POST"), "/webhook/whatsapp"),
+            Route::Found(Endpoint::WhatsApp)
+        );
+        assert_eq!(
+            resolve(&m("POST"), "/webhook/twilio"),
+            Route::Found(Endpoint::Twilio)
+        );
+        let wrong = resolve(&m("PUT"), "/webhook/whatsapp");
+        assert_eq!(wrong, Route::WrongMethod(Endpoint::WhatsAppVerify));
+        assert_eq!(wrong.label(), "/webhook/whatsapp");
+        assert_eq!(Endpoint::WhatsApp.allow(), "GET, POST");
+        assert_eq!(
+            resolve(&m("GET"), "/webhook/twilio"),
+            Route::WrongMethod(Endpoint::Twilio)
+        );
+        assert_eq!(Endpoint::Twilio.allow(), "POST");
+        assert_eq!(Endpoint::Webhook.allow(), "POST");
+        assert_eq!(resolve(&m("POST"), "/webhook/other"), Route::NotFound);
+        assert_eq!(resolve(&m("POST"), "/webhook/whatsapp/"), Route::NotFound);
+
+        assert_eq!(Endpoint::Webhook.source(), Some(Source::Webhook));
+        assert_eq!(Endpoint::WhatsAppVerify.source(), Some(Source::WhatsApp));
+        assert_eq!(Endpoint::Twilio.source(), Some(Source::Twilio));
+        assert_eq!(Endpoint::Messages.source(), None);
+        assert_eq!(source_of_route("/webhook"), Some(Source::Webhook));
+        assert_eq!(source_of_route("/webhook/whatsapp"), Some(Source::WhatsApp));
+        assert_eq!(source_of_route("/webhook/twilio"), Some(Source::Twilio));
+        assert_eq!(source_of_route("/stats"), None);
+        assert_eq!(source_of_route("other"), None);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 use super::*;
 
 /// Ready when the database answers with our schema in place and a secret is configured.
-/// The body also says whether reads need a token (`read_auth`, `metrics_auth`); open reads
-/// are a deployment's choice, not a failure.
+/// The body also says whether reads need a token (`read_auth`, `metrics_auth`) and which
+/// native sources are configured (`sources`); open reads and a provider left unset are a
+/// deployment's choice, not a failure. A value that is set but unusable is (`config`).
 pub(super) fn ready(context: &mut Context) -> Outcome {
     let mut failures = serde_json::Map::new();
     let mut errors = Vec::new();
@@ -30,6 +31,15 @@ pub(super) fn ready(context: &mut Context) -> Outcome {
     if let Err(problem) = config::signature_tolerance_seconds(tolerance.as_deref()) {
         config_problems.push(problem);
     }
+    let whatsapp_limit = context.variable(config::WHATSAPP_MAX_BODY_BYTES);
+    if let Err(problem) = config::whatsapp_max_body_bytes(whatsapp_limit.as_deref()) {
+        config_problems.push(problem);
+    }
+    if let Err(problem) =
+        config::public_base_url(context.variable(config::PUBLIC_BASE_URL).as_deref())
+    {
+        config_problems.push(problem);
+    }
     let log_size = context.variable(config::REJECTION_LOG_SIZE);
     if let Err(problem) = config::rejection_log_size(log_size.as_deref()) {
         config_problems.push(problem);
@@ -53,11 +63,16 @@ pub(super) fn ready(context: &mut Context) -> Outcome {
     }
     let read_auth = auth_state(context, config::READ_TOKENS);
     let metrics_auth = auth_state(context, config::METRICS_TOKENS);
+    let sources = serde_json::json!({
+        "whatsapp": source_state(context, &WHATSAPP_NEEDS),
+        "twilio": source_state(context, &TWILIO_NEEDS),
+    });
     if failures.is_empty() {
         let body = serde_json::json!({
             "status": "ready",
             "read_auth": read_auth,
             "metrics_auth": metrics_auth,
+            "sources": sources,
         });
         return Outcome::json(StatusCode::OK, body.to_string());
     }
@@ -66,6 +81,7 @@ pub(super) fn ready(context: &mut Context) -> Outcome {
         "checks": failures,
         "read_auth": read_auth,
         "metrics_auth": metrics_auth,
+        "sources": sources,
     });
     let mut outcome = Outcome::json(StatusCode::SERVICE_UNAVAILABLE, body.to_string());
     outcome.error = Some(anyhow::Error::msg(if errors.is_empty() {
@@ -84,4 +100,33 @@ fn auth_state(context: &Context, tokens: TokenPair) -> &'static str {
         // Reads then answer 503 until the provider answers.
         Err(_) => "unavailable",
     }
+}
+
+/// What `POST /webhook/whatsapp` (the app secret) and Meta's handshake (the verify token)
+/// need.
+const WHATSAPP_NEEDS: [&str; 2] = [config::WHATSAPP_APP_SECRET, config::WHATSAPP_VERIFY_TOKEN];
+/// What `POST /webhook/twilio` needs: the auth token, and the URL Twilio calls.
+const TWILIO_NEEDS: [&str; 2] = [config::TWILIO_AUTH_TOKEN, config::PUBLIC_BASE_URL];
+
+/// A native source's configuration, for the readiness body: `{"status": …, "unset": […]}`
+/// with `status` `"configured"` (every variable it needs is set), `"partial"` (its routes
+/// answer 503 or 403 until `unset` are set), `"off"` (none set: the deployment does not use
+/// it) or `"unavailable"` (the variables provider fails: its routes answer 503).
+fn source_state(context: &Context, needs: &[&'static str]) -> serde_json::Value {
+    let mut unset = Vec::new();
+    for name in needs {
+        match context.runtime.variable(name) {
+            // Secrets are used byte for byte; the URL with blanks around it dropped.
+            Ok(Some(value)) if *name == config::PUBLIC_BASE_URL && !value.trim().is_empty() => {}
+            Ok(Some(value)) if *name != config::PUBLIC_BASE_URL && !value.is_empty() => {}
+            Ok(_) => unset.push(*name),
+            Err(_) => return serde_json::json!({"status": "unavailable", "unset": []}),
+        }
+    }
+    let status = match unset.len() {
+        0 => "configured",
+        n if n == needs.len() => "off",
+        _ => "partial",
+    };
+    serde_json::json!({"status": status, "unset": unset})
 }

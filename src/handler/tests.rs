@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+mod sources;
+
 const SECRET: &str = "handler-secret";
 
 struct FakeRuntime {
@@ -292,7 +294,10 @@ fn each_answer_adds_its_increments_once() {
     assert_eq!(webhook(WebhookResult::Duplicate), 1.0);
     assert_eq!(webhook(WebhookResult::InvalidSignature), 1.0);
     assert_eq!(
-        rt.counter(crate::metrics::REJECTIONS, "reason=\"invalid_signature\""),
+        rt.counter(
+            crate::metrics::REJECTIONS,
+            "source=\"webhook\",reason=\"invalid_signature\""
+        ),
         1.0
     );
     let rows = rt
@@ -347,7 +352,8 @@ fn admin_routes_need_a_configured_token() {
 /// On a libSQL server every statement is a round trip, and a transaction holds the server's
 /// only write slot from its first to its last: every writer of every instance waits. No
 /// request that delivers (stored, duplicate, refused, or the one that folds a batch) may
-/// leave a transaction open across round trips, and storing a new message is one round trip.
+/// leave a transaction open across round trips, and storing a new message is one round trip;
+/// so is storing a provider's whole batch.
 #[test]
 fn on_a_server_no_delivery_holds_a_transaction_across_round_trips() {
     let mut rt = FakeRuntime::configured();
@@ -389,6 +395,83 @@ fn on_a_server_no_delivery_holds_a_transaction_across_round_trips() {
     );
     assert_eq!(run(&rt, forged).status.as_u16(), 401);
     assert_eq!(run(&rt, signed(b"{}")).status.as_u16(), 422);
+
+    // A WhatsApp batch (three messages, one already stored, and a status): its store is ONE
+    // round trip, before the answer, the only one; its counters one upsert after it. Its
+    // re-delivery and a Twilio message alike; a delivery of statuses stores nothing.
+    for (name, value) in [
+        ("whatsapp_app_secret", sources::APP_SECRET),
+        ("twilio_auth_token", sources::AUTH_TOKEN),
+        ("public_base_url", sources::BASE_URL),
+    ] {
+        rt.vars.insert(name, value.to_owned());
+    }
+    let wa = |messages: Vec<Value>, statuses: Vec<Value>| {
+        let body = sources::wa_delivery(messages, statuses);
+        let signature = sources::meta_signature(sources::APP_SECRET, &body);
+        request(
+            "POST",
+            "/webhook/whatsapp",
+            &[("x-hub-signature-256", &signature)],
+            &body,
+        )
+    };
+    let texts = |ids: &[&str]| ids.iter().map(|id| sources::wa_text(id)).collect();
+    let twilio_params = sources::twilio_message("SM0001");
+    let twilio_url = format!("{}/webhook/twilio", sources::BASE_URL);
+    let twilio_signature =
+        sources::twilio_signature(sources::AUTH_TOKEN, &twilio_url, &twilio_params);
+    let deliveries = [
+        (
+            wa(
+                texts(&["wamid.1", "wamid.2", "m0002"]),
+                vec![sources::wa_status("s1")],
+            ),
+            1,
+        ),
+        (wa(texts(&["wamid.1", "wamid.2", "m0002"]), Vec::new()), 1),
+        (wa(Vec::new(), vec![sources::wa_status("s2")]), 0),
+        (
+            sources::twilio_post("/webhook/twilio", &twilio_params, Some(&twilio_signature)),
+            1,
+        ),
+    ];
+    for (delivery, stores) in deliveries {
+        let before = server.round_trips().len();
+        let handled = handle(&rt, delivery);
+        assert_eq!(handled.response.status.as_u16(), 200);
+        let answered = server.round_trips()[before..].to_vec();
+        assert_eq!(answered.len(), stores, "{answered:?}");
+        assert!(answered
+            .iter()
+            .all(|sql| sql.contains("INSERT INTO received")));
+        handled.after.complete();
+        let after: Vec<String> = server.round_trips()[before + stores..].to_vec();
+        assert_eq!(after.len(), 1, "the counters, in one upsert: {after:?}");
+        assert!(after[0].starts_with("INSERT INTO tallies"), "{after:?}");
+    }
+    assert_eq!(
+        rt.counter(
+            "webhook_messages_total",
+            "source=\"whatsapp\",result=\"created\""
+        ),
+        2.0
+    );
+    assert_eq!(
+        rt.counter(
+            "webhook_messages_total",
+            "source=\"whatsapp\",result=\"duplicate\""
+        ),
+        4.0
+    );
+    assert_eq!(
+        rt.counter(
+            "webhook_messages_total",
+            "source=\"twilio\",result=\"created\""
+        ),
+        1.0
+    );
+
     // The search index lagging behind: a search indexes a batch after its answer.
     rt.db
         .conn()
@@ -403,7 +486,10 @@ fn on_a_server_no_delivery_holds_a_transaction_across_round_trips() {
         Vec::<String>::new()
     );
     assert_eq!(
-        rt.counter("webhook_requests_total", "result=\"duplicate\""),
+        rt.counter(
+            "webhook_requests_total",
+            "source=\"webhook\",result=\"duplicate\""
+        ),
         1.0
     );
 }

@@ -1,11 +1,19 @@
 //! `POST /webhook`: the size limit, the configured secret, the signature, validation, then
 //! the one storing statement; in that order, the first failure answering.
+//!
+//! What every delivery route shares lives here too, so that `/webhook` and the providers'
+//! routes (`sources.rs`) read, limit and refuse deliveries the same way: [`receive`] (the
+//! body within its limit, 413 before anything else), and the refusals each route's checks
+//! answer ([`not_configured`], [`invalid_signature`], [`invalid_body`]), each marked for the
+//! rejection log; the counters and log line follow in `AfterResponse::complete`, by the
+//! route's source.
 
 use super::*;
 
 /// `POST /webhook`: limit, configuration, signature, validation, store; in that order.
 pub(super) fn webhook(context: &mut Context, request: Request) -> Outcome {
-    let delivery = match receive(context, request) {
+    let limit = config::max_body_bytes(context.variable(config::MAX_BODY_BYTES).as_deref());
+    let delivery = match receive(request, limit) {
         Ok(delivery) => delivery,
         Err(refused) => return *refused,
     };
@@ -14,28 +22,36 @@ pub(super) fn webhook(context: &mut Context, request: Request) -> Outcome {
     }
     match payload::parse(&delivery.body) {
         Ok(message) => store(context, message),
-        Err(errors) => {
-            let mut outcome = Outcome::invalid(&errors).webhook(WebhookResult::ValidationError);
-            outcome.rejected = Some(Rejected::invalid(&errors, delivery.body));
-            outcome
-        }
+        Err(errors) => invalid_body(&errors, delivery.body),
     }
 }
 
-/// A delivery's body and the headers that sign it, copied out of the request (reading the
-/// body consumes it).
-struct Delivery {
-    body: Vec<u8>,
-    x_signature: Option<Vec<u8>>,
-    /// `webhook-id`, `webhook-timestamp`, `webhook-signature`.
-    standard: [Option<Vec<u8>>; 3],
+/// A delivery: its body, read within the route's limit, and the rest of the request it came
+/// with (reading the body consumes the request).
+pub(super) struct Delivery {
+    pub(super) body: Vec<u8>,
+    headers: Vec<(String, Vec<u8>)>,
+    /// Path without the query string, as received.
+    pub(super) path: String,
+    /// Query string without `?`, as received.
+    pub(super) query: String,
 }
 
-/// The body, within the size limit: refused on its declared length before reading, or as
-/// soon as reading passes the limit. (The refusal is boxed: it is the rare, large case.)
-fn receive(context: &Context, request: Request) -> Result<Delivery, Box<Outcome>> {
-    let limit = config::max_body_bytes(context.variable(config::MAX_BODY_BYTES).as_deref())
-        .map_err(|problem| Box::new(invalid_configuration(problem)))?;
+impl Delivery {
+    /// The header's value when it was sent exactly once.
+    pub(super) fn header(&self, name: &str) -> Option<&[u8]> {
+        single_header(&self.headers, name)
+    }
+}
+
+/// The body, within `limit` (the route's variable, read by the caller): refused on its
+/// declared length before reading, or as soon as reading passes the limit; an unusable limit
+/// is a 503 before anything else. (The refusal is boxed: it is the rare, large case.)
+pub(super) fn receive(
+    request: Request,
+    limit: Result<usize, String>,
+) -> Result<Delivery, Box<Outcome>> {
+    let limit = limit.map_err(|problem| Box::new(invalid_configuration(problem)))?;
     let too_large = |detail, body| {
         Box::new(
             Outcome::detail(StatusCode::PAYLOAD_TOO_LARGE, "payload too large")
@@ -53,14 +69,19 @@ fn receive(context: &Context, request: Request) -> Result<Delivery, Box<Outcome>
             Body::Declared(declared),
         ));
     }
-    let x_signature = request.single_header("x-signature").map(<[u8]>::to_vec);
-    let standard = ["webhook-id", "webhook-timestamp", "webhook-signature"]
-        .map(|name| request.single_header(name).map(<[u8]>::to_vec));
-    match request.body.read_to_limit(limit) {
+    let Request {
+        headers,
+        path,
+        query,
+        body,
+        ..
+    } = request;
+    match body.read_to_limit(limit) {
         Ok(body) => Ok(Delivery {
             body,
-            x_signature,
-            standard,
+            headers,
+            path,
+            query,
         }),
         Err(BodyError::TooLarge) => Err(too_large("body_over_limit", Body::Unread)),
         Err(BodyError::Io(err)) => {
@@ -72,29 +93,55 @@ fn receive(context: &Context, request: Request) -> Result<Delivery, Box<Outcome>
     }
 }
 
+/// 503 for a delivery route whose `variable` is empty: `"<what> not configured"`, with
+/// `Retry-After` (senders retry while the operator sets it), marked for the rejection log
+/// as `detail`. The caller attaches the body it read.
+pub(super) fn not_configured(variable: &str, what: &str, detail: &'static str) -> Outcome {
+    Outcome::unavailable(
+        &format!("{what} not configured"),
+        anyhow::anyhow!("{variable} is empty"),
+    )
+    .webhook(WebhookResult::NotConfigured)
+    .rejected(Reason::NotConfigured, detail, Body::Unread)
+}
+
+/// 401 for a delivery whose signature does not verify; `detail` (a fixed word) says why,
+/// for the log line and the rejection log. The caller attaches the body it read.
+pub(super) fn invalid_signature(reason: Reason, detail: &'static str) -> Outcome {
+    Outcome::detail(StatusCode::UNAUTHORIZED, "invalid signature")
+        .webhook(WebhookResult::InvalidSignature)
+        .rejected(reason, detail, Body::Unread)
+}
+
+/// 422 for a verified delivery whose body (or whose one message) breaks a rule, every
+/// problem listed; the rejection log keeps their locations and the body's size and hash.
+pub(super) fn invalid_body(errors: &[problem::FieldError], body: Vec<u8>) -> Outcome {
+    let mut outcome = Outcome::invalid(errors).webhook(WebhookResult::ValidationError);
+    outcome.rejected = Some(Rejected::invalid(errors, body));
+    outcome
+}
+
 /// The refusal of a delivery the configured secret cannot verify (503 when there is no
 /// usable secret, 401 when the signature is wrong); `None` when it verifies.
 fn authenticate(context: &Context, delivery: &Delivery) -> Option<Outcome> {
     let secret = context.variable(config::WEBHOOK_SECRET).unwrap_or_default();
     if secret.is_empty() {
-        let outcome = Outcome::unavailable(
-            "webhook secret not configured",
-            anyhow::anyhow!("webhook_secret is empty"),
-        )
-        .webhook(WebhookResult::NotConfigured);
-        return Some(outcome.rejected(Reason::NotConfigured, "webhook_secret_empty", Body::Unread));
+        return Some(not_configured(
+            config::WEBHOOK_SECRET,
+            "webhook secret",
+            "webhook_secret_empty",
+        ));
     }
     let key = match signature::secret_key(&secret) {
         Ok(key) => key,
         Err(problem) => return Some(invalid_configuration(format!("webhook_secret: {problem}"))),
     };
-    let [id, timestamp, standard_signature] = &delivery.standard;
     let presented = Presented {
-        x_signature: delivery.x_signature.as_deref(),
+        x_signature: delivery.header("x-signature"),
         standard: standard_webhooks::Headers {
-            id: id.as_deref(),
-            timestamp: timestamp.as_deref(),
-            signature: standard_signature.as_deref(),
+            id: delivery.header("webhook-id"),
+            timestamp: delivery.header("webhook-timestamp"),
+            signature: delivery.header("webhook-signature"),
         },
     };
     check_signature(context, &presented, &delivery.body, &key)
@@ -153,13 +200,7 @@ fn check_signature(
         .variable(config::WEBHOOK_SECRET_PREVIOUS)
         .unwrap_or_default();
     // The body is attached by the caller, which owns it (`Outcome::with_body`).
-    let mut outcome = Outcome::detail(StatusCode::UNAUTHORIZED, "invalid signature")
-        .webhook(WebhookResult::InvalidSignature)
-        .rejected(
-            Reason::of_signature(rejection),
-            rejection.reason(),
-            Body::Unread,
-        );
+    let mut outcome = invalid_signature(Reason::of_signature(rejection), rejection.reason());
     match signature::secret_key(&previous) {
         Ok(previous) if !previous.is_empty() && verify(previous.as_ref()).is_ok() => return None,
         Ok(_) => {}

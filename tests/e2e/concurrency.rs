@@ -16,8 +16,8 @@ fn parallel_deliveries_of_one_message_store_one_row(backend: Backend) {
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert_eq!(app.total(""), 1);
     let m = parse_prometheus(&app.get("/metrics").text());
-    assert_eq!(m[r#"webhook_requests_total{result="created"}"#], 1.0);
-    assert_eq!(m[r#"webhook_requests_total{result="duplicate"}"#], 99.0);
+    assert_eq!(m[r#"webhook_requests_total{source="webhook",result="created"}"#], 1.0);
+    assert_eq!(m[r#"webhook_requests_total{source="webhook",result="duplicate"}"#], 99.0);
 }
 }
 
@@ -56,7 +56,7 @@ fn distinct_messages_under_concurrency(backend: Backend) {
     assert_eq!(stats["senders_count"], 37);
     let m = parse_prometheus(&app.get("/metrics").text());
     assert_eq!(
-        m[r#"webhook_requests_total{result="created"}"#],
+        m[r#"webhook_requests_total{source="webhook",result="created"}"#],
         count as f64
     );
     assert_eq!(

@@ -21,7 +21,7 @@ fn reads_are_exact_before_during_and_after_a_fold(backend: Backend) {
             assert_eq!(app.get("/stats").json()["total_messages"], stored);
             assert_eq!(app.total(""), stored);
             let metrics = parse_prometheus(&app.get("/metrics").text());
-            assert_eq!(metrics[r#"webhook_requests_total{result="created"}"#], stored as f64);
+            assert_eq!(metrics[r#"webhook_requests_total{source="webhook",result="created"}"#], stored as f64);
         }
     }
     // The batch's last write folded it; the rest wait.

@@ -1,6 +1,6 @@
 //! Liveness and readiness, and the migration file for `spin up --sqlite @migrations.sql`.
 
-use crate::support::{message, App, Backend};
+use crate::support::{message, sources_off, App, Backend};
 use serde_json::json;
 
 on_each_backend! {
@@ -13,7 +13,8 @@ fn live_and_ready(backend: Backend) {
         (ready.status, ready.json()),
         (
             200,
-            json!({"status": "ready", "read_auth": "open", "metrics_auth": "open"})
+            json!({"status": "ready", "read_auth": "open", "metrics_auth": "open",
+                   "sources": sources_off()})
         )
     );
 }

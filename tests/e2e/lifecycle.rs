@@ -149,8 +149,8 @@ fn retention_purges_old_messages_in_bounded_batches_and_keeps_every_figure_exact
     assert_eq!(app.total(""), 3);
     let metrics = parse_prometheus(&app.get("/metrics").text());
     assert_eq!(metrics["messages_removed_total{cause=\"retention\"}"], 5.0);
-    assert_eq!(metrics["webhook_requests_total{result=\"created\"}"], 8.0);
-    assert_eq!(metrics["webhook_requests_total{result=\"duplicate\"}"], 1.0);
+    assert_eq!(metrics["webhook_requests_total{source=\"webhook\",result=\"created\"}"], 8.0);
+    assert_eq!(metrics["webhook_requests_total{source=\"webhook\",result=\"duplicate\"}"], 1.0);
 }
 
 fn erasure_by_id_and_by_sender_and_re_deliveries_after_it(backend: Backend) {

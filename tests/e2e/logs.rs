@@ -65,6 +65,7 @@ fn one_line_per_request_with_the_fields_and_nothing_secret() {
     assert_eq!(created["message_id"], "log-1");
     assert_eq!(created["dup"], false);
     assert_eq!(created["result"], "created");
+    assert_eq!(created["source"], "webhook");
     assert_eq!(lines[1]["dup"], true);
     assert_eq!(lines[1]["result"], "duplicate");
     assert_eq!(lines[2]["result"], "invalid_signature");
@@ -74,8 +75,8 @@ fn one_line_per_request_with_the_fields_and_nothing_secret() {
     );
     assert_eq!(lines[3]["result"], "validation_error");
     assert!(
-        lines[4].get("result").is_none(),
-        "only /webhook lines carry a result"
+        lines[4].get("result").is_none() && lines[4].get("source").is_none(),
+        "only the delivery routes' lines carry a result and a source"
     );
     assert_eq!(lines[5]["status"], 404);
 }

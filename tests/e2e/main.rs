@@ -24,6 +24,7 @@ mod rejections;
 mod replicas;
 mod responses;
 mod routing;
+mod sources;
 mod standard_webhooks;
 mod stats;
 mod upgrade;

@@ -69,14 +69,14 @@ fn counters_match_the_traffic_and_parse_strictly(backend: Backend) {
             .any(|k| k.contains("/nope") || k.contains("passwd")),
         "raw paths never become labels"
     );
-    assert_eq!(get(r#"webhook_requests_total{result="created"}"#), 2.0);
-    assert_eq!(get(r#"webhook_requests_total{result="duplicate"}"#), 1.0);
+    assert_eq!(get(r#"webhook_requests_total{source="webhook",result="created"}"#), 2.0);
+    assert_eq!(get(r#"webhook_requests_total{source="webhook",result="duplicate"}"#), 1.0);
     assert_eq!(
-        get(r#"webhook_requests_total{result="invalid_signature"}"#),
+        get(r#"webhook_requests_total{source="webhook",result="invalid_signature"}"#),
         1.0
     );
     assert_eq!(
-        get(r#"webhook_requests_total{result="validation_error"}"#),
+        get(r#"webhook_requests_total{source="webhook",result="validation_error"}"#),
         1.0
     );
 
@@ -126,10 +126,28 @@ fn an_empty_store_exposes_every_family(backend: Backend) {
     for family in [
         "http_requests_total",
         "webhook_requests_total",
+        "webhook_messages_total",
+        "webhook_ignored_total",
+        "webhook_rejections_total",
+        "messages_removed_total",
         "request_latency_ms",
     ] {
         assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
     }
     assert_eq!(m["request_latency_ms_count"], 0.0);
+    // The fixed families, every series from zero: providers x results, providers x kinds,
+    // sources x reasons.
+    let zeros = |prefix: &str| {
+        m.iter()
+            .filter(|(series, value)| series.starts_with(prefix) && **value == 0.0)
+            .count()
+    };
+    assert_eq!(zeros("webhook_messages_total{"), 6);
+    assert_eq!(zeros("webhook_ignored_total{"), 8);
+    assert_eq!(zeros("webhook_rejections_total{"), 15);
+    assert_eq!(
+        m[r#"webhook_rejections_total{source="twilio",reason="invalid_signature"}"#],
+        0.0
+    );
 }
 }

@@ -14,7 +14,7 @@ fn messages_stats_and_metrics_survive_a_restart(backend: Backend) {
     assert_eq!(app.get("/messages").json(), before_messages);
     assert_eq!(app.get("/stats").json(), before_stats);
     let m = parse_prometheus(&app.get("/metrics").text());
-    assert_eq!(m[r#"webhook_requests_total{result="created"}"#], 5.0);
+    assert_eq!(m[r#"webhook_requests_total{source="webhook",result="created"}"#], 5.0);
     // One read of each before the restart, one after: the counters kept the first.
     assert_eq!(
         m[r#"http_requests_total{path="/messages",status="200"}"#],

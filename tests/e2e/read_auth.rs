@@ -1,7 +1,7 @@
 //! Read tokens: `/messages` and `/stats` behind `read_token`, `/metrics` behind
 //! `metrics_token`, health always open, and the tokens never in a log line.
 
-use crate::support::{message, App, Req, SECRET};
+use crate::support::{message, sources_off, App, Req, SECRET};
 use serde_json::json;
 
 const READ: &str = "read-tok-3f9a";
@@ -77,7 +77,8 @@ fn reads_need_a_configured_token(backend: Backend) {
         (ready.status, ready.json()),
         (
             200,
-            json!({"status": "ready", "read_auth": "required", "metrics_auth": "open"})
+            json!({"status": "ready", "read_auth": "required", "metrics_auth": "open",
+                   "sources": sources_off()})
         )
     );
     // metrics_token is unset: /metrics stays open, and the read token is not needed.
@@ -106,7 +107,8 @@ fn metrics_has_its_own_token() {
     assert_eq!(resp.status, 401, "the metrics token does not read messages");
     assert_eq!(
         app.get("/health/ready").json(),
-        json!({"status": "ready", "read_auth": "required", "metrics_auth": "required"})
+        json!({"status": "ready", "read_auth": "required", "metrics_auth": "required",
+               "sources": sources_off()})
     );
 
     // Refusals are counted like any answer (scraped with the token).
@@ -133,7 +135,8 @@ fn without_tokens_reads_stay_open() {
     assert_eq!(resp.status, 200, "a token nobody asked for is ignored");
     assert_eq!(
         app.get("/health/ready").json(),
-        json!({"status": "ready", "read_auth": "open", "metrics_auth": "open"})
+        json!({"status": "ready", "read_auth": "open", "metrics_auth": "open",
+               "sources": sources_off()})
     );
     // Not ready for another reason: the body still says how reads stand.
     let unconfigured = App::with_vars(&[("read_token", READ)]);

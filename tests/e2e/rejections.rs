@@ -103,6 +103,7 @@ fn each_refusal_is_kept_newest_first_without_its_content(backend: Backend) {
             assert_eq!(entry[field], expected[field], "{field} of {entry}");
         }
         assert_eq!(entry["route"], "/webhook");
+        assert_eq!(entry["source"], "webhook");
         assert_eq!(
             entry["request_id"].as_str(),
             resp.header("x-request-id"),
@@ -138,7 +139,7 @@ fn each_refusal_is_kept_newest_first_without_its_content(backend: Backend) {
 
     // Counted by reason, with every reason's series present.
     let metrics = parse_prometheus(&app.get("/metrics").text());
-    let count = |reason: &str| metrics[&format!("webhook_rejections_total{{reason=\"{reason}\"}}")];
+    let count = |reason: &str| metrics[&format!("webhook_rejections_total{{source=\"webhook\",reason=\"{reason}\"}}")];
     assert_eq!(count("invalid_signature"), 2.0);
     assert_eq!(count("timestamp_out_of_tolerance"), 1.0);
     assert_eq!(count("validation_error"), 1.0);
@@ -194,7 +195,7 @@ fn a_log_size_of_zero_keeps_nothing_but_still_counts() {
     assert_eq!(app.query_i64("SELECT count(*) FROM rejections"), 0);
     let metrics = parse_prometheus(&app.get("/metrics").text());
     assert_eq!(
-        metrics["webhook_rejections_total{reason=\"validation_error\"}"],
+        metrics["webhook_rejections_total{source=\"webhook\",reason=\"validation_error\"}"],
         1.0
     );
 }

@@ -30,8 +30,14 @@ fn parallel_deliveries_to_two_replicas_store_one_row_and_agree() {
     for app in [&first, &second] {
         assert_eq!(app.total(""), 1);
         let m = parse_prometheus(&app.get("/metrics").text());
-        assert_eq!(m[r#"webhook_requests_total{result="created"}"#], 1.0);
-        assert_eq!(m[r#"webhook_requests_total{result="duplicate"}"#], 59.0);
+        assert_eq!(
+            m[r#"webhook_requests_total{source="webhook",result="created"}"#],
+            1.0
+        );
+        assert_eq!(
+            m[r#"webhook_requests_total{source="webhook",result="duplicate"}"#],
+            59.0
+        );
     }
     let stats = first.get("/stats");
     assert_eq!(stats.status, 200);

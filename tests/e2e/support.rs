@@ -32,6 +32,14 @@ pub fn message(id: &str) -> Value {
            "ts": "2025-01-15T10:00:00Z", "text": "Hello"})
 }
 
+/// Readiness's `sources` while neither native source is configured.
+pub fn sources_off() -> Value {
+    json!({
+        "whatsapp": {"status": "off", "unset": ["whatsapp_app_secret", "whatsapp_verify_token"]},
+        "twilio": {"status": "off", "unset": ["twilio_auth_token", "public_base_url"]},
+    })
+}
+
 /// Where the component's `default` database lives, as the runtime config says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

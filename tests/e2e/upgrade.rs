@@ -67,8 +67,8 @@ fn a_version_1_database_is_upgraded_by_the_first_request_that_needs_it(backend: 
     assert_eq!(app.query_i64("SELECT sum(n) FROM tallies WHERE kind = 'hour'"), 3);
     assert_eq!(app.query_i64("SELECT count(*) FROM received"), 1);
     let m = parse_prometheus(&app.get("/metrics").text());
-    assert_eq!(m[r#"webhook_requests_total{result="created"}"#], 4.0);
-    assert_eq!(m[r#"webhook_requests_total{result="duplicate"}"#], 1.0);
+    assert_eq!(m[r#"webhook_requests_total{source="webhook",result="created"}"#], 4.0);
+    assert_eq!(m[r#"webhook_requests_total{source="webhook",result="duplicate"}"#], 1.0);
 }
 }
 
@@ -188,8 +188,8 @@ fn a_version_6_database_with_waiting_messages_is_upgraded_in_place_and_counts_ea
     // The index starts again from nothing; searches stay exact by scanning meanwhile.
     assert_eq!(app.total("q=hello"), 3);
     let m = parse_prometheus(&app.get("/metrics").text());
-    assert_eq!(m[r#"webhook_requests_total{result="created"}"#], 5.0);
-    assert_eq!(m[r#"webhook_requests_total{result="duplicate"}"#], 1.0);
+    assert_eq!(m[r#"webhook_requests_total{source="webhook",result="created"}"#], 5.0);
+    assert_eq!(m[r#"webhook_requests_total{source="webhook",result="duplicate"}"#], 1.0);
 
     // The waiting rows got numbers above every stored one; a new message goes above them.
     assert_eq!(app.query_i64("SELECT min(seq) FROM received"), 4);
@@ -198,7 +198,7 @@ fn a_version_6_database_with_waiting_messages_is_upgraded_in_place_and_counts_ea
     assert_eq!(app.query_i64("SELECT max(seq) FROM received"), 6);
     assert_eq!(app.get("/stats").json()["total_messages"], 6);
     let m = parse_prometheus(&app.get("/metrics").text());
-    assert_eq!(m[r#"webhook_requests_total{result="duplicate"}"#], 2.0);
+    assert_eq!(m[r#"webhook_requests_total{source="webhook",result="duplicate"}"#], 2.0);
 }
 }
 
@@ -343,14 +343,14 @@ fn quoted(value: &Value) -> String {
 fn version_4_rejections(hour: u64) -> [Value; 3] {
     let at = |secs: u64| format_utc(UNIX_EPOCH + Duration::from_secs(hour - secs));
     [
-        json!({"at": at(900), "route": "/webhook", "status": 401, "reason": "invalid_signature",
-               "detail": "signature_missing", "locs": [], "request_id": "req-1",
+        json!({"at": at(900), "route": "/webhook", "source": "webhook", "status": 401,
+               "reason": "invalid_signature", "detail": "signature_missing", "locs": [], "request_id": "req-1",
                "body_bytes": 120, "body_sha256": "0f".repeat(32)}),
-        json!({"at": at(600), "route": "/webhook", "status": 401, "reason": "invalid_signature",
-               "detail": "signature_mismatch", "locs": [], "request_id": "req-2",
+        json!({"at": at(600), "route": "/webhook", "source": "webhook", "status": 401,
+               "reason": "invalid_signature", "detail": "signature_mismatch", "locs": [], "request_id": "req-2",
                "body_bytes": 118, "body_sha256": "a5".repeat(32)}),
-        json!({"at": at(300), "route": "/webhook", "status": 422, "reason": "validation_error",
-               "detail": "validation_error", "locs": [["body", "from"]], "request_id": "req-3",
+        json!({"at": at(300), "route": "/webhook", "source": "webhook", "status": 422,
+               "reason": "validation_error", "detail": "validation_error", "locs": [["body", "from"]], "request_id": "req-3",
                "body_bytes": 80, "body_sha256": "3c".repeat(32)}),
     ]
 }
@@ -364,27 +364,42 @@ fn version_4_metrics() -> HashMap<String, f64> {
         (r#"http_requests_total{path="/webhook",status="401"}"#, 2.0),
         (r#"http_requests_total{path="/webhook",status="422"}"#, 1.0),
         (r#"http_requests_total{path="/messages",status="200"}"#, 3.0),
-        (r#"webhook_requests_total{result="created"}"#, 6.0),
-        (r#"webhook_requests_total{result="duplicate"}"#, 1.0),
-        (r#"webhook_requests_total{result="invalid_signature"}"#, 2.0),
-        (r#"webhook_requests_total{result="validation_error"}"#, 1.0),
         (
-            r#"webhook_rejections_total{reason="invalid_signature"}"#,
+            r#"webhook_requests_total{source="webhook",result="created"}"#,
+            6.0,
+        ),
+        (
+            r#"webhook_requests_total{source="webhook",result="duplicate"}"#,
+            1.0,
+        ),
+        (
+            r#"webhook_requests_total{source="webhook",result="invalid_signature"}"#,
             2.0,
         ),
         (
-            r#"webhook_rejections_total{reason="timestamp_out_of_tolerance"}"#,
-            0.0,
-        ),
-        (
-            r#"webhook_rejections_total{reason="payload_too_large"}"#,
-            0.0,
-        ),
-        (
-            r#"webhook_rejections_total{reason="validation_error"}"#,
+            r#"webhook_requests_total{source="webhook",result="validation_error"}"#,
             1.0,
         ),
-        (r#"webhook_rejections_total{reason="not_configured"}"#, 0.0),
+        (
+            r#"webhook_rejections_total{source="webhook",reason="invalid_signature"}"#,
+            2.0,
+        ),
+        (
+            r#"webhook_rejections_total{source="webhook",reason="timestamp_out_of_tolerance"}"#,
+            0.0,
+        ),
+        (
+            r#"webhook_rejections_total{source="webhook",reason="payload_too_large"}"#,
+            0.0,
+        ),
+        (
+            r#"webhook_rejections_total{source="webhook",reason="validation_error"}"#,
+            1.0,
+        ),
+        (
+            r#"webhook_rejections_total{source="webhook",reason="not_configured"}"#,
+            0.0,
+        ),
         (r#"messages_removed_total{cause="retention"}"#, 0.0),
         (r#"messages_removed_total{cause="erasure"}"#, 0.0),
         (r#"request_latency_ms_bucket{le="1"}"#, 4.0),
@@ -405,6 +420,33 @@ fn version_4_metrics() -> HashMap<String, f64> {
         );
     }
     expected.insert(r#"request_latency_ms_bucket{le="+Inf"}"#.to_owned(), 13.0);
+    // The native sources' series, every one from zero.
+    for source in ["whatsapp", "twilio"] {
+        for result in ["created", "duplicate", "invalid"] {
+            expected.insert(
+                format!("webhook_messages_total{{source=\"{source}\",result=\"{result}\"}}"),
+                0.0,
+            );
+        }
+        for kind in ["status", "other_field", "no_messages", "other_object"] {
+            expected.insert(
+                format!("webhook_ignored_total{{source=\"{source}\",kind=\"{kind}\"}}"),
+                0.0,
+            );
+        }
+        for reason in [
+            "invalid_signature",
+            "timestamp_out_of_tolerance",
+            "payload_too_large",
+            "validation_error",
+            "not_configured",
+        ] {
+            expected.insert(
+                format!("webhook_rejections_total{{source=\"{source}\",reason=\"{reason}\"}}"),
+                0.0,
+            );
+        }
+    }
     expected
 }
 
@@ -586,8 +628,8 @@ fn a_version_4_database_holding_data_is_upgraded_in_place_and_every_figure_survi
     assert_eq!(stats["senders_count"], 4);
     assert_eq!(stats["messages_per_sender"][2], json!({"from": "+4", "count": 2}));
     let m = parse_prometheus(&app.get("/metrics").text());
-    assert_eq!(m[r#"webhook_requests_total{result="created"}"#], 7.0);
-    assert_eq!(m[r#"webhook_requests_total{result="duplicate"}"#], 3.0);
+    assert_eq!(m[r#"webhook_requests_total{source="webhook",result="created"}"#], 7.0);
+    assert_eq!(m[r#"webhook_requests_total{source="webhook",result="duplicate"}"#], 3.0);
     assert_each_request_counted_once(&m);
 }
 

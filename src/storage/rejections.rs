@@ -251,10 +251,10 @@ mod tests {
         record(&db, &invalid, 10, &increments).unwrap();
         let page = list(&db, 10, 10, None).unwrap();
         assert_eq!(page.entries[0].locs, [["body", "to"]]);
-        let counted = read_counters(&db)
-            .unwrap()
-            .into_iter()
-            .any(|c| c.name == metrics::REJECTIONS && c.labels == "reason=\"validation_error\"");
+        let counted = read_counters(&db).unwrap().into_iter().any(|c| {
+            c.name == metrics::REJECTIONS
+                && c.labels == "source=\"webhook\",reason=\"validation_error\""
+        });
         assert!(counted);
     }
 }

@@ -1,5 +1,5 @@
 //! The message domain: what a stored message is, and the rules and limits its fields
-//! follow. The webhook body's parser ([`crate::payload`]) and the query parser
+//! follow. The webhook body's parser ([`crate::sources::webhook::payload`]) and the query parser
 //! ([`crate::query`]) both check against these rules, and storage takes the types.
 
 /// Longest `text`, in Unicode scalar values (Rust `char`s), not bytes. Also the longest

@@ -14,15 +14,15 @@ use crate::console;
 use crate::domain::NewMessage;
 use crate::logline::{self, InvalidMessage, Level, LogLine, MessageCounts};
 use crate::metrics::{self, MessageResult, Removed, WebhookResult};
-use crate::payload;
 use crate::problem;
 use crate::query::{self, Cursor, MessageQuery};
 use crate::rejections::{Body, Reason, Rejected};
 use crate::responses;
 use crate::routes::{self, Endpoint, Route};
-use crate::signature::{self, Presented};
+use crate::sources::webhook::payload;
+use crate::sources::webhook::signature::{self, Presented};
+use crate::sources::webhook::standard_webhooks;
 use crate::sources::{Ignored, RejectedElement, Source};
-use crate::standard_webhooks;
 use crate::storage::{
     Database, Inserted, Removal, Session, StorageError, StoredMessage, EXPORT_PAGE_ROWS,
     SCHEMA_VERSION,

@@ -12,15 +12,12 @@ pub mod domain;
 pub mod handler;
 pub mod logline;
 pub mod metrics;
-pub mod payload;
 pub mod problem;
 pub mod query;
 pub mod rejections;
 pub mod responses;
 pub mod routes;
-pub mod signature;
 pub mod sources;
-pub mod standard_webhooks;
 pub mod storage;
 pub mod timestamp;
 

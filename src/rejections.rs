@@ -7,8 +7,8 @@
 //! delivery costs its sender nothing more than before.
 
 use crate::problem::FieldError;
-use crate::signature;
-use crate::standard_webhooks::Failure;
+use crate::sources::webhook::signature;
+use crate::sources::webhook::standard_webhooks::Failure;
 use sha2::{Digest, Sha256};
 
 /// Why a delivery was refused: the `reason` of an entry and of `webhook_rejections_total`.

@@ -220,7 +220,8 @@ mod tests {
         let mut ids = std::collections::HashSet::new();
         for i in 0..shape.messages {
             let m = shape.message(i);
-            let parsed = webhook_inbox::payload::parse(&m.body()).expect("valid body");
+            let parsed =
+                webhook_inbox::sources::webhook::payload::parse(&m.body()).expect("valid body");
             assert_eq!(parsed.ts, m.ts);
             if let Some(t) = &m.text {
                 assert!((20..=200).contains(&t.chars().count()), "{t:?}");

@@ -159,7 +159,10 @@ impl Fresh {
     /// `n` new messages, validated by the component's parser (for the storage baseline).
     pub fn parsed(&mut self, n: usize) -> Vec<NewMessage> {
         self.take(n)
-            .map(|i| webhook_inbox::payload::parse(&self.shape.message(i).body()).expect("valid"))
+            .map(|i| {
+                webhook_inbox::sources::webhook::payload::parse(&self.shape.message(i).body())
+                    .expect("valid")
+            })
             .collect()
     }
 }
@@ -169,7 +172,10 @@ fn signed(body: Vec<u8>) -> Req {
     Req {
         method: "POST",
         target: "/webhook".to_owned(),
-        signature: Some(webhook_inbox::signature::sign(SECRET.as_bytes(), &body)),
+        signature: Some(webhook_inbox::sources::webhook::signature::sign(
+            SECRET.as_bytes(),
+            &body,
+        )),
         body: Bytes::from(body),
         authorization: None,
     }

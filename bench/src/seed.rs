@@ -111,7 +111,7 @@ fn seed(path: &Path, shape: Shape) -> Result<()> {
         let end = (i + batch).min(shape.messages);
         db.conn().execute_batch("BEGIN IMMEDIATE")?;
         for n in i..end {
-            let message = webhook_inbox::payload::parse(&shape.message(n).body())
+            let message = webhook_inbox::sources::webhook::payload::parse(&shape.message(n).body())
                 .map_err(|e| anyhow::anyhow!("generated message {n} is invalid: {e:?}"))?;
             match storage::insert_message(&db, &message) {
                 Ok(Inserted::Created) => {}

@@ -134,7 +134,7 @@ fn message(id: &str) -> Vec<u8> {
 }
 
 fn signed(body: &[u8]) -> Request {
-    let signature = crate::signature::sign(SECRET.as_bytes(), body);
+    let signature = crate::sources::webhook::signature::sign(SECRET.as_bytes(), body);
     request("POST", "/webhook", &[("x-signature", &signature)], body)
 }
 

@@ -5,12 +5,13 @@
 //! logs and metrics live elsewhere and call into it.
 //!
 //! What a source yields, per provider message: a [`SourcedMessage`] (a [`NewMessage`] that
-//! passed the same rules as a `/webhook` body, through [`crate::payload::validate_fields`],
+//! passed the same rules as a `/webhook` body, through [`crate::sources::webhook::payload::validate_fields`],
 //! plus the provider's message type), or a [`RejectedElement`] (its id and what was wrong,
 //! never its text), which is counted and logged without failing the rest of a batch. What a
 //! provider sends that is not a message to store is [`Ignored`], by kind.
 
 pub mod twilio;
+pub mod webhook;
 pub mod whatsapp;
 
 use crate::domain::NewMessage;
@@ -115,7 +116,7 @@ pub enum SignatureProblem {
 }
 
 impl SignatureProblem {
-    /// The reason as the log line names it (the words [`crate::signature`] uses).
+    /// The reason as the log line names it (the words [`crate::sources::webhook::signature`] uses).
     pub fn reason(self) -> &'static str {
         match self {
             SignatureProblem::Missing => "signature_missing",

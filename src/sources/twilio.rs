@@ -9,8 +9,8 @@
 //! stands for `ts`.
 
 use super::{configured, Ignored, SignatureProblem, SourcedMessage};
-use crate::payload::validate_fields;
 use crate::problem::FieldError;
+use crate::sources::webhook::payload::validate_fields;
 use crate::timestamp::format_utc;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;

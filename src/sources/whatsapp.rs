@@ -11,8 +11,8 @@
 
 use super::{configured, Element, Ignored, RejectedElement, SignatureProblem, SourcedMessage};
 use crate::auth::token_matches;
-use crate::payload::validate_fields;
 use crate::problem::FieldError;
+use crate::sources::webhook::payload::validate_fields;
 use crate::timestamp::format_utc;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};

@@ -165,7 +165,7 @@ mod tests {
         assert_eq!(user_version(&db).unwrap(), SCHEMA_VERSION);
         // Running the schema again neither doubles the counts nor brings a trigger back.
         db.conn().execute_batch(MIGRATIONS).unwrap();
-        let m = crate::payload::parse(
+        let m = crate::sources::webhook::payload::parse(
             br#"{"message_id":"m9","from":"+1","to":"+2","ts":"2025-01-15T11:30:00Z"}"#,
         )
         .unwrap();

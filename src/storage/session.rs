@@ -502,7 +502,7 @@ mod tests {
     use crate::storage::SqlValue;
 
     fn message(id: &str) -> NewMessage {
-        crate::payload::parse(
+        crate::sources::webhook::payload::parse(
             format!(r#"{{"message_id":"{id}","from":"+1","to":"+2","ts":"2025-01-15T10:00:00Z"}}"#)
                 .as_bytes(),
         )

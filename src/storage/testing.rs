@@ -294,7 +294,7 @@ pub fn inserted(session: &mut super::Session, msg: &NewMessage) -> super::Insert
 pub fn msg(id: &str, from: &str, to: &str, ts: &str, text: Option<&str>) -> NewMessage {
     let body =
         serde_json::json!({"message_id": id, "from": from, "to": to, "ts": ts, "text": text});
-    crate::payload::parse(body.to_string().as_bytes()).unwrap()
+    crate::sources::webhook::payload::parse(body.to_string().as_bytes()).unwrap()
 }
 
 /// Stores `m` the way a request does, and says whether it was new.

@@ -175,7 +175,7 @@ pub fn sign(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signature::secret_key;
+    use crate::sources::webhook::signature::secret_key;
 
     // The published test vectors of github.com/standard-webhooks/standard-webhooks
     // (libraries/*/tests): secret, message id, timestamp, payload and signature.

@@ -6,7 +6,7 @@
 //! constant time (`hmac`'s `verify_slice`), so response timing says nothing about how many
 //! leading bytes of a forged signature were right.
 
-use crate::standard_webhooks;
+use crate::sources::webhook::standard_webhooks;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;

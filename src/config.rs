@@ -24,6 +24,7 @@ pub const WHATSAPP_MAX_BODY_BYTES: &str = "whatsapp_max_body_bytes";
 pub const TWILIO_AUTH_TOKEN: &str = "twilio_auth_token";
 pub const TWILIO_AUTH_TOKEN_PREVIOUS: &str = "twilio_auth_token_previous";
 pub const PUBLIC_BASE_URL: &str = "public_base_url";
+pub const FEED_MAX_CONSUMERS: &str = "feed_max_consumers";
 
 /// A bearer token and the one it replaces during a rotation: the variables that hold them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +129,22 @@ pub fn rejection_log_size(value: Option<&str>) -> Result<u32, String> {
         0,
         MAX_REJECTION_LOG_SIZE,
         REJECTION_LOG_SIZE,
+    )
+}
+
+pub const DEFAULT_FEED_MAX_CONSUMERS: u32 = 32;
+/// Each consumer is a `/metrics` series and a lag count per scrape: a bounded few.
+pub const MAX_FEED_MAX_CONSUMERS: u32 = 1000;
+
+/// `feed_max_consumers`: how many feed consumers may hold an offset, from 1 to
+/// [`MAX_FEED_MAX_CONSUMERS`]; absent or blank means 32.
+pub fn feed_max_consumers(value: Option<&str>) -> Result<u32, String> {
+    bounded(
+        value,
+        DEFAULT_FEED_MAX_CONSUMERS,
+        1,
+        MAX_FEED_MAX_CONSUMERS,
+        FEED_MAX_CONSUMERS,
     )
 }
 
@@ -338,6 +355,18 @@ mod tests {
         .unwrap_err();
         for name in ["retention_days", "purge_batch_size", "tombstone_days"] {
             assert!(problems.contains(name), "{problems}");
+        }
+    }
+
+    #[test]
+    fn feed_max_consumers_is_one_to_the_cap() {
+        assert_eq!(feed_max_consumers(None), Ok(32));
+        assert_eq!(feed_max_consumers(Some(" ")), Ok(32));
+        assert_eq!(feed_max_consumers(Some("1")), Ok(1));
+        assert_eq!(feed_max_consumers(Some("1000")), Ok(1000));
+        for bad in ["0", "1001", "-1", "ten"] {
+            let problem = feed_max_consumers(Some(bad)).unwrap_err();
+            assert!(problem.starts_with("feed_max_consumers "), "{problem}");
         }
     }
 

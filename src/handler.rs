@@ -5,7 +5,8 @@
 //! checks, the answer's headers, and the counting and logging after the answer). What each
 //! endpoint does is in a submodule: `webhook` (`POST /webhook`, and the reading and refusing
 //! every delivery route shares), `sources` (Meta's WhatsApp and Twilio routes), `reads`
-//! (messages, export, stats, metrics, rejections), `admin` (purges and erasure) and `ready`
+//! (messages, export, stats, metrics, rejections), `feed` (the pull feed and its consumers),
+//! `admin` (purges and erasure) and `ready`
 //! (readiness). The imports here serve them too (`use super::*`).
 
 use crate::auth::{self, Access};
@@ -32,6 +33,7 @@ use http::{Method, StatusCode};
 use std::time::{Instant, SystemTime};
 
 mod admin;
+mod feed;
 mod reads;
 mod ready;
 mod sources;
@@ -435,6 +437,22 @@ fn answer(context: &mut Context, route: Route, request: Request) -> Outcome {
         Route::Found(Endpoint::Rejections) => guarded(context, &request, READ, |c| {
             rejection_log(c, &request.query)
         }),
+        Route::Found(Endpoint::Feed) => {
+            guarded(context, &request, READ, |c| feed::feed(c, &request.query))
+        }
+        Route::Found(Endpoint::FeedCommit) => {
+            let authorization = request.single_header("authorization");
+            match refusal(context, authorization, READ) {
+                Some(refused) => refused,
+                None => feed::commit(context, request),
+            }
+        }
+        Route::Found(Endpoint::FeedConsumers) => guarded(context, &request, READ, feed::consumers),
+        Route::Found(Endpoint::ForgetConsumer) => {
+            let authorization = request.single_header("authorization");
+            admin_refusal(context, authorization)
+                .unwrap_or_else(|| feed::forget(context, &request.path))
+        }
     }
 }
 /// The answer's headers: type and length (unless streamed), the ones every answer carries,

@@ -25,6 +25,9 @@ pub const LATENCY_BUCKET: &str = "request_latency_ms_bucket";
 pub const LATENCY_SUM: &str = "request_latency_ms_sum";
 pub const REJECTIONS: &str = "webhook_rejections_total";
 pub const REMOVED: &str = "messages_removed_total";
+/// A gauge: stored messages after a feed consumer's committed offset (`consumer` label), one
+/// series per consumer, so at most `feed_max_consumers`.
+pub const FEED_LAG: &str = "webhook_feed_lag";
 
 /// Why stored messages were removed: the `cause` label of [`REMOVED`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,6 +387,17 @@ pub fn render(rows: &[CounterRow]) -> String {
         &causes,
     );
     latency_histogram(&mut out, rows);
+    family(
+        &mut out,
+        FEED_LAG,
+        "gauge",
+        "Stored messages after each feed consumer's committed offset (GET /feed).",
+    );
+    let mut lags: Vec<&CounterRow> = rows.iter().filter(|r| r.name == FEED_LAG).collect();
+    lags.sort_by(|a, b| a.labels.cmp(&b.labels));
+    for row in lags {
+        sample(&mut out, FEED_LAG, &row.labels, row.value);
+    }
     out
 }
 

@@ -1,6 +1,7 @@
 //! Query parameters of `GET /messages` (and its export), `GET /rejections` and
 //! `GET /stats/hourly`, parsed and validated into a [`MessageQuery`], a [`RejectionQuery`]
-//! and a number of days.
+//! and a number of days; and the feed's query ([`FeedQuery`]) and commit body
+//! ([`FeedCommit`]).
 //!
 //! Values are form-decoded (`+` is a space, `%XX` a byte) and must be UTF-8. A phone number
 //! sent with an unencoded `+` arrives as a leading space and is read back as `+`. Unknown
@@ -151,6 +152,145 @@ fn parse_as(raw: &str, export: bool) -> Result<MessageQuery, Vec<FieldError>> {
         Ok(query)
     } else {
         Err(errors)
+    }
+}
+
+/// `GET /feed`'s page size by default, and at most.
+pub const FEED_DEFAULT_LIMIT: u32 = 100;
+pub const FEED_MAX_LIMIT: u32 = 1000;
+
+/// `GET /feed?consumer=NAME&limit=N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedQuery {
+    pub consumer: String,
+    pub limit: u32,
+}
+
+/// Whether `name` can name a feed consumer: 1 to 64 of `A-Z a-z 0-9 _ . -`. Such a name
+/// needs no escaping in a metric label, a path or JSON.
+pub fn is_consumer_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+const CONSUMER_RULE: &str = "consumer must be 1 to 64 characters of A-Z, a-z, 0-9, _, . and -";
+
+/// Parses the query string of `GET /feed`: `consumer` (required) and `limit` (1 to 1000,
+/// default 100).
+pub fn parse_feed(raw: &str) -> Result<FeedQuery, Vec<FieldError>> {
+    let ([consumer, limit], mut errors) = collect(raw, ["consumer", "limit"]);
+    let mut query = FeedQuery {
+        consumer: String::new(),
+        limit: FEED_DEFAULT_LIMIT,
+    };
+    match consumer {
+        Some(name) if is_consumer_name(&name) => query.consumer = name,
+        Some(_) => errors.push(FieldError::query(
+            "consumer",
+            "string_pattern_mismatch",
+            CONSUMER_RULE,
+        )),
+        None if errors.iter().any(|e| e.loc[1] == "consumer") => {}
+        None => errors.push(FieldError::query(
+            "consumer",
+            "missing",
+            "consumer is required: the name its offset is kept under",
+        )),
+    }
+    if let Some(v) = limit {
+        match parse_bounded_limit(&v, FEED_MAX_LIMIT) {
+            Ok(n) => query.limit = n,
+            Err(err) => errors.push(err),
+        }
+    }
+    if errors.is_empty() {
+        Ok(query)
+    } else {
+        Err(errors)
+    }
+}
+
+/// `POST /feed/commit`'s body: `{"consumer": NAME, "offset": N}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedCommit {
+    pub consumer: String,
+    pub offset: i64,
+}
+
+/// Parses `POST /feed/commit`'s body: a JSON object with `consumer` (a consumer name) and
+/// `offset` (a whole number from 0); other fields are ignored. Every problem is reported.
+pub fn parse_feed_commit(body: &[u8]) -> Result<FeedCommit, Vec<FieldError>> {
+    let value: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(value) => value,
+        Err(_) => {
+            return Err(vec![FieldError::body(
+                None,
+                "json_invalid",
+                "the body must be a JSON object",
+            )])
+        }
+    };
+    let Some(object) = value.as_object() else {
+        return Err(vec![FieldError::body(
+            None,
+            "model_type",
+            "the body must be a JSON object",
+        )]);
+    };
+    let mut errors = Vec::new();
+    let consumer = match object.get("consumer") {
+        None => {
+            errors.push(FieldError::body(
+                Some("consumer"),
+                "missing",
+                "Field required",
+            ));
+            None
+        }
+        Some(serde_json::Value::String(name)) if is_consumer_name(name) => Some(name.clone()),
+        Some(serde_json::Value::String(_)) => {
+            errors.push(FieldError::body(
+                Some("consumer"),
+                "string_pattern_mismatch",
+                CONSUMER_RULE,
+            ));
+            None
+        }
+        Some(_) => {
+            errors.push(FieldError::body(
+                Some("consumer"),
+                "string_type",
+                "consumer must be a string",
+            ));
+            None
+        }
+    };
+    let offset = match object.get("offset") {
+        None => {
+            errors.push(FieldError::body(
+                Some("offset"),
+                "missing",
+                "Field required",
+            ));
+            None
+        }
+        Some(n) => match n.as_i64() {
+            Some(n) if n >= 0 => Some(n),
+            _ => {
+                errors.push(FieldError::body(
+                    Some("offset"),
+                    "int_type",
+                    "offset must be a whole number from 0 (an offset GET /feed returned)",
+                ));
+                None
+            }
+        },
+    };
+    match (consumer, offset) {
+        (Some(consumer), Some(offset)) => Ok(FeedCommit { consumer, offset }),
+        _ => Err(errors),
     }
 }
 
@@ -311,11 +451,15 @@ fn digits_only(value: &str) -> bool {
 }
 
 fn parse_limit(value: &str) -> Result<u32, FieldError> {
+    parse_bounded_limit(value, MAX_LIMIT)
+}
+
+fn parse_bounded_limit(value: &str, max: u32) -> Result<u32, FieldError> {
     let out_of_range = || {
         FieldError::query(
             "limit",
             "range",
-            format!("limit must be an integer from 1 to {MAX_LIMIT}"),
+            format!("limit must be an integer from 1 to {max}"),
         )
     };
     if !digits_only(value) {
@@ -326,7 +470,7 @@ fn parse_limit(value: &str) -> Result<u32, FieldError> {
         ));
     }
     match value.parse::<u32>() {
-        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
         _ => Err(out_of_range()),
     }
 }
@@ -601,5 +745,114 @@ mod tests {
                 [("query.cursor".into(), "value_error")]
             );
         }
+    }
+
+    #[test]
+    fn feed_queries_need_a_consumer_name_and_a_limit_up_to_1000() {
+        assert_eq!(
+            parse_feed("consumer=crm"),
+            Ok(FeedQuery {
+                consumer: "crm".into(),
+                limit: 100
+            })
+        );
+        assert_eq!(
+            parse_feed("consumer=a.B_9-z&limit=1000").unwrap().limit,
+            1000
+        );
+        assert_eq!(parse_feed("limit=1&consumer=x").unwrap().limit, 1);
+        let long = "x".repeat(64);
+        assert_eq!(
+            parse_feed(&format!("consumer={long}")).unwrap().consumer,
+            long
+        );
+        let problems = |raw: &str| -> Vec<(String, &'static str)> {
+            parse_feed(raw)
+                .unwrap_err()
+                .into_iter()
+                .map(|e| (e.loc[1].clone(), e.kind))
+                .collect()
+        };
+        assert_eq!(problems(""), [("consumer".into(), "missing")]);
+        for bad in ["", "a%20b", "a/b", "%C3%A9", "a+b", "a%22"] {
+            assert_eq!(
+                problems(&format!("consumer={bad}")),
+                [("consumer".into(), "string_pattern_mismatch")],
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            problems(&format!("consumer={}", "x".repeat(65))),
+            [("consumer".into(), "string_pattern_mismatch")]
+        );
+        assert_eq!(
+            problems("consumer=a&limit=1001"),
+            [("limit".into(), "range")]
+        );
+        assert_eq!(problems("consumer=a&limit=0"), [("limit".into(), "range")]);
+        assert_eq!(
+            problems("consumer=a&limit=-1"),
+            [("limit".into(), "int_parsing")]
+        );
+        assert_eq!(
+            problems("consumer=a&consumer=b"),
+            [("consumer".into(), "duplicate")]
+        );
+        assert_eq!(
+            problems("limit=x"),
+            [
+                ("consumer".into(), "missing"),
+                ("limit".into(), "int_parsing")
+            ]
+        );
+    }
+
+    #[test]
+    fn feed_commits_need_a_name_and_an_offset_from_0() {
+        assert_eq!(
+            parse_feed_commit(br#"{"consumer":"crm","offset":42,"extra":1}"#),
+            Ok(FeedCommit {
+                consumer: "crm".into(),
+                offset: 42
+            })
+        );
+        assert_eq!(
+            parse_feed_commit(br#"{"consumer":"crm","offset":0}"#)
+                .unwrap()
+                .offset,
+            0
+        );
+        let problems = |body: &str| -> Vec<(Vec<String>, &'static str)> {
+            parse_feed_commit(body.as_bytes())
+                .unwrap_err()
+                .into_iter()
+                .map(|e| (e.loc, e.kind))
+                .collect()
+        };
+        let at = |field: &str| vec!["body".to_owned(), field.to_owned()];
+        assert_eq!(
+            problems("not json"),
+            [(vec!["body".into()], "json_invalid")]
+        );
+        assert_eq!(problems("[1]"), [(vec!["body".into()], "model_type")]);
+        assert_eq!(
+            problems("{}"),
+            [(at("consumer"), "missing"), (at("offset"), "missing")]
+        );
+        for offset in ["-1", "1.5", "\"3\"", "null", "1e30", "9223372036854775808"] {
+            assert_eq!(
+                problems(&format!(r#"{{"consumer":"a","offset":{offset}}}"#)),
+                [(at("offset"), "int_type")],
+                "{offset}"
+            );
+        }
+        assert_eq!(
+            problems(r#"{"consumer":"a b","offset":1}"#),
+            [(at("consumer"), "string_pattern_mismatch")]
+        );
+        assert_eq!(
+            problems(r#"{"consumer":7,"offset":1}"#),
+            [(at("consumer"), "string_type")]
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::query;
 use crate::routes;
-use crate::storage::{MessagePage, RejectionPage, Stats, StoredMessage};
+use crate::storage::{Consumer, FeedPage, MessagePage, RejectionPage, Stats, StoredMessage};
 use serde::Serialize;
 use serde_json::json;
 
@@ -133,6 +133,47 @@ pub fn rejections(page: &RejectionPage, limit: u32) -> String {
         .filter(|_| page.more)
         .map(|last| query::rejection_cursor(last.seq));
     json!({ "data": data, "limit": limit, "next_cursor": next_cursor }).to_string()
+}
+
+/// An item of the feed: an item of `/messages`' `data`, plus its `offset`.
+#[derive(Serialize)]
+struct FeedItem<'a> {
+    offset: i64,
+    #[serde(flatten)]
+    message: MessageBody<'a>,
+}
+
+/// `{"consumer":NAME,"messages":[...],"next_offset":N,"lag":L}`.
+pub fn feed(consumer: &str, page: &FeedPage) -> String {
+    let messages: Vec<FeedItem> = page
+        .messages
+        .iter()
+        .map(|m| FeedItem {
+            offset: m.offset,
+            message: MessageBody::of(&m.message),
+        })
+        .collect();
+    json!({
+        "consumer": consumer,
+        "messages": messages,
+        "next_offset": page.next_offset(),
+        "lag": page.lag,
+    })
+    .to_string()
+}
+
+/// `{"consumer":NAME,"committed":N}`.
+pub fn committed(consumer: &str, committed: i64) -> String {
+    json!({ "consumer": consumer, "committed": committed }).to_string()
+}
+
+/// `{"data":[{"consumer","committed","lag"}...]}`, by name.
+pub fn feed_consumers(consumers: &[Consumer]) -> String {
+    let data: Vec<_> = consumers
+        .iter()
+        .map(|c| json!({ "consumer": c.name, "committed": c.committed, "lag": c.lag }))
+        .collect();
+    json!({ "data": data }).to_string()
 }
 
 pub fn status(value: &str) -> String {

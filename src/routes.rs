@@ -39,13 +39,23 @@ pub enum Endpoint {
     EraseSender,
     /// `DELETE /messages/{message_id}`.
     EraseMessage,
+    /// `GET /feed`: the messages after a consumer's committed offset.
+    Feed,
+    /// `POST /feed/commit`: a consumer's offset, moved forward.
+    FeedCommit,
+    /// `GET /feed/consumers`: every consumer, its offset and lag.
+    FeedConsumers,
+    /// `DELETE /feed/consumers/{name}`: forgets a consumer (admin).
+    ForgetConsumer,
 }
 
 /// Where one message's path starts; what follows is its percent-encoded id.
 const MESSAGE_PREFIX: &str = "/messages/";
+/// Where one feed consumer's path starts; what follows is its name.
+const CONSUMER_PREFIX: &str = "/feed/consumers/";
 
 impl Endpoint {
-    const ALL: [Endpoint; 17] = [
+    const ALL: [Endpoint; 21] = [
         Endpoint::Webhook,
         Endpoint::WhatsAppVerify,
         Endpoint::WhatsApp,
@@ -63,6 +73,10 @@ impl Endpoint {
         Endpoint::Purge,
         Endpoint::EraseSender,
         Endpoint::EraseMessage,
+        Endpoint::Feed,
+        Endpoint::FeedCommit,
+        Endpoint::FeedConsumers,
+        Endpoint::ForgetConsumer,
     ];
 
     /// The route as a fixed string: the path itself, or `/messages/{message_id}` for the
@@ -83,6 +97,10 @@ impl Endpoint {
             Endpoint::Rejections => "/rejections",
             Endpoint::Console => "/ui",
             Endpoint::Purge => "/admin/purge",
+            Endpoint::Feed => "/feed",
+            Endpoint::FeedCommit => "/feed/commit",
+            Endpoint::FeedConsumers => "/feed/consumers",
+            Endpoint::ForgetConsumer => "/feed/consumers/{name}",
         }
     }
 
@@ -101,7 +119,10 @@ impl Endpoint {
     pub fn is_admin(self) -> bool {
         matches!(
             self,
-            Endpoint::Purge | Endpoint::EraseSender | Endpoint::EraseMessage
+            Endpoint::Purge
+                | Endpoint::EraseSender
+                | Endpoint::EraseMessage
+                | Endpoint::ForgetConsumer
         )
     }
 
@@ -127,15 +148,22 @@ impl Endpoint {
                 | Endpoint::Hourly
                 | Endpoint::Metrics
                 | Endpoint::Rejections
+                | Endpoint::Feed
+                | Endpoint::FeedCommit
+                | Endpoint::FeedConsumers
         )
     }
 
     pub fn method(self) -> Method {
         match self {
-            Endpoint::Webhook | Endpoint::WhatsApp | Endpoint::Twilio | Endpoint::Purge => {
-                Method::POST
+            Endpoint::Webhook
+            | Endpoint::WhatsApp
+            | Endpoint::Twilio
+            | Endpoint::Purge
+            | Endpoint::FeedCommit => Method::POST,
+            Endpoint::EraseSender | Endpoint::EraseMessage | Endpoint::ForgetConsumer => {
+                Method::DELETE
             }
-            Endpoint::EraseSender | Endpoint::EraseMessage => Method::DELETE,
             _ => Method::GET,
         }
     }
@@ -164,9 +192,13 @@ pub fn resolve(method: &Method, path: &str) -> Route {
     // endpoints that share it.
     let exact = Endpoint::ALL.into_iter().find(|e| e.path() == path);
     let pattern = || {
-        path.strip_prefix(MESSAGE_PREFIX)
-            .filter(|rest| !rest.is_empty())
-            .map(|_| Endpoint::Message.path())
+        [
+            (MESSAGE_PREFIX, Endpoint::Message),
+            (CONSUMER_PREFIX, Endpoint::ForgetConsumer),
+        ]
+        .into_iter()
+        .find(|(prefix, _)| path.strip_prefix(prefix).is_some_and(|r| !r.is_empty()))
+        .map(|(_, endpoint)| endpoint.path())
     };
     let Some(route) = exact.map(Endpoint::path).or_else(pattern) else {
         return Route::NotFound;
@@ -189,6 +221,15 @@ pub fn source_of_route(route: &str) -> Option<Source> {
         .into_iter()
         .find(|endpoint| endpoint.path() == route)
         .and_then(Endpoint::source)
+}
+
+/// The name a `/feed/consumers/{name}` path names, percent-decoded; `None` when the path
+/// names none or the bytes are not UTF-8 (no consumer can have such a name).
+pub fn consumer_name(path: &str) -> Option<Cow<'_, str>> {
+    let raw = path
+        .strip_prefix(CONSUMER_PREFIX)
+        .filter(|r| !r.is_empty())?;
+    percent_encoding::percent_decode_str(raw).decode_utf8().ok()
 }
 
 /// The id a `/messages/{message_id}` path names: the rest of the path, percent-decoded
@@ -298,9 +339,46 @@ mod tests {
                 Endpoint::Stats,
                 Endpoint::Hourly,
                 Endpoint::Metrics,
-                Endpoint::Rejections
+                Endpoint::Rejections,
+                Endpoint::Feed,
+                Endpoint::FeedCommit,
+                Endpoint::FeedConsumers
             ]
         );
+    }
+
+    #[test]
+    fn feed_routes() {
+        assert_eq!(resolve(&m("GET"), "/feed"), Route::Found(Endpoint::Feed));
+        assert_eq!(
+            resolve(&m("POST"), "/feed/commit"),
+            Route::Found(Endpoint::FeedCommit)
+        );
+        assert_eq!(
+            resolve(&m("GET"), "/feed/commit"),
+            Route::WrongMethod(Endpoint::FeedCommit)
+        );
+        assert_eq!(
+            resolve(&m("GET"), "/feed/consumers"),
+            Route::Found(Endpoint::FeedConsumers)
+        );
+        assert_eq!(
+            resolve(&m("DELETE"), "/feed/consumers/crm"),
+            Route::Found(Endpoint::ForgetConsumer)
+        );
+        let wrong = resolve(&m("GET"), "/feed/consumers/crm");
+        assert_eq!(wrong, Route::WrongMethod(Endpoint::ForgetConsumer));
+        assert_eq!(wrong.label(), "/feed/consumers/{name}");
+        assert_eq!(Endpoint::ForgetConsumer.allow(), "DELETE");
+        assert_eq!(Endpoint::Feed.allow(), "GET");
+        assert_eq!(resolve(&m("GET"), "/feed/consumers/"), Route::NotFound);
+        assert_eq!(resolve(&m("GET"), "/feed/"), Route::NotFound);
+        assert_eq!(resolve(&m("GET"), "/feed/other"), Route::NotFound);
+        let name = |p: &str| consumer_name(p).map(|c| c.into_owned());
+        assert_eq!(name("/feed/consumers/crm").as_deref(), Some("crm"));
+        assert_eq!(name("/feed/consumers/a%2Eb").as_deref(), Some("a.b"));
+        assert_eq!(name("/feed/consumers/%ff"), None);
+        assert_eq!(name("/feed/consumers/"), None);
     }
 
     #[test]
@@ -389,7 +467,8 @@ mod tests {
             [
                 Endpoint::Purge,
                 Endpoint::EraseSender,
-                Endpoint::EraseMessage
+                Endpoint::EraseMessage,
+                Endpoint::ForgetConsumer
             ]
         );
     }

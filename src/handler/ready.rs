@@ -44,6 +44,10 @@ pub(super) fn ready(context: &mut Context) -> Outcome {
     if let Err(problem) = config::rejection_log_size(log_size.as_deref()) {
         config_problems.push(problem);
     }
+    let feed_bound = context.variable(config::FEED_MAX_CONSUMERS);
+    if let Err(problem) = config::feed_max_consumers(feed_bound.as_deref()) {
+        config_problems.push(problem);
+    }
     if let Err(problem) = config::lifecycle(|name| context.variable(name)) {
         config_problems.push(problem);
     }

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+mod feed;
 mod sources;
 
 const SECRET: &str = "handler-secret";

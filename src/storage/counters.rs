@@ -56,7 +56,8 @@ pub fn record(db: &dyn Database, increments: &[Increment]) -> Result<(), Storage
 }
 
 /// Every counter, including what the rows the fold has not counted yet stand for: their
-/// `created`, and the requests that stored them. One statement.
+/// `created`, and the requests that stored them; and each feed consumer's lag (a gauge,
+/// [`super::feed::lag_series_sql`]), from the same snapshot. One statement.
 pub fn read_counters(db: &dyn Database) -> Result<Vec<CounterRow>, StorageError> {
     let rows = db.execute(
         &format!(
@@ -66,8 +67,10 @@ pub fn read_counters(db: &dyn Database) -> Result<Vec<CounterRow>, StorageError>
                               WHERE kind = 'inbox' AND key = 'counted_through')) \
              SELECT key, n FROM tallies WHERE kind = 'metric' \
              UNION ALL SELECT {created}, count(*) FROM pending GROUP BY 1 \
-             UNION ALL SELECT NULL, latency_ms FROM pending WHERE latency_ms IS NOT NULL",
+             UNION ALL SELECT NULL, latency_ms FROM pending WHERE latency_ms IS NOT NULL \
+             UNION ALL {lags}",
             created = stored_row_series_sql("source"),
+            lags = super::feed::lag_series_sql(),
         ),
         &[],
     )?;

@@ -14,6 +14,7 @@
 
 mod counters;
 mod error;
+mod feed;
 mod fold;
 pub(crate) mod lifecycle;
 mod listing;
@@ -26,6 +27,9 @@ mod stats;
 
 pub use counters::{read_counters, record};
 pub use error::{ErrorKind, StorageError};
+pub use feed::{Commit, Consumer, FeedMessage, FeedPage};
+#[cfg(all(test, not(target_arch = "wasm32")))]
+use fold::statements as statements_of_fold;
 pub use fold::{fold, statements as fold_statements, FOLD_EVERY};
 pub use lifecycle::{tombstone_key, Erased, Purged, Removal};
 pub use listing::{export_page, export_sql, list_messages, MessagePage, EXPORT_PAGE_ROWS};

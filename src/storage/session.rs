@@ -22,6 +22,7 @@
 
 use super::counters;
 use super::error::{ErrorKind, StorageError};
+use super::feed::{self, Commit, Consumer, FeedPage};
 use super::fold;
 use super::lifecycle::{self, Erased, Purged, Removal};
 use super::listing::{self, MessagePage};
@@ -297,6 +298,33 @@ impl<'a> Session<'a> {
 
     pub fn read_counters(&mut self) -> Result<Vec<CounterRow>, StorageError> {
         self.run(Access::Read, counters::read_counters)
+    }
+
+    /// A page of the feed after `consumer`'s committed offset (see [`feed::page`]).
+    pub fn feed_page(&mut self, consumer: &str, limit: u32) -> Result<FeedPage, StorageError> {
+        self.run(Access::Read, |db| feed::page(db, consumer, limit))
+    }
+
+    /// Moves `consumer`'s committed offset forward to `offset` (see [`feed::commit`]).
+    pub fn feed_commit(
+        &mut self,
+        consumer: &str,
+        offset: i64,
+        max_consumers: u32,
+    ) -> Result<Commit, StorageError> {
+        self.run(Access::Write, |db| {
+            feed::commit(db, consumer, offset, max_consumers)
+        })
+    }
+
+    /// Every feed consumer with its committed offset and lag (see [`feed::consumers`]).
+    pub fn feed_consumers(&mut self) -> Result<Vec<Consumer>, StorageError> {
+        self.run(Access::Read, feed::consumers)
+    }
+
+    /// Forgets a feed consumer: its last committed offset, or `None` if it was not known.
+    pub fn feed_forget(&mut self, consumer: &str) -> Result<Option<i64>, StorageError> {
+        self.run(Access::Write, |db| feed::forget(db, consumer))
     }
 
     /// Adds a finished request's metric increments.
@@ -985,7 +1013,12 @@ mod tests {
         assert!(session().get_message("m7").unwrap().is_some());
         session().hourly("2025-01-15T00", "2025-01-16T00").unwrap();
         assert!(session().stats().unwrap().total_messages > 0);
+        assert!(!session().feed_page("crm", 5).unwrap().messages.is_empty());
+        session().feed_commit("crm", 3, 32).unwrap();
+        session().feed_commit("crm", 1, 32).unwrap();
+        session().feed_consumers().unwrap();
         session().read_counters().unwrap();
+        session().feed_forget("crm").unwrap();
         let increments = crate::metrics::increments("/stats", 200, 1.5, None);
         session().record(&increments).unwrap();
         let rejected = crate::rejections::Rejected::new(

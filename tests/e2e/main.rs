@@ -10,6 +10,7 @@ mod browser;
 mod concurrency;
 mod console;
 mod export;
+mod feed;
 mod folding;
 mod headers;
 mod health;

@@ -131,9 +131,12 @@ fn an_empty_store_exposes_every_family(backend: Backend) {
         "webhook_rejections_total",
         "messages_removed_total",
         "request_latency_ms",
+        "webhook_feed_lag",
     ] {
         assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
     }
+    // No feed consumer: the gauge has no series.
+    assert!(!m.keys().any(|k| k.starts_with("webhook_feed_lag")));
     assert_eq!(m["request_latency_ms_count"], 0.0);
     // The fixed families, every series from zero: providers x results, providers x kinds,
     // sources x reasons.

@@ -29,7 +29,14 @@ fn reads_need_a_configured_token(backend: Backend) {
     // Writes are signed, not token-gated.
     assert_eq!(app.deliver(&message("m1")).status, 200);
 
-    for path in ["/messages", "/messages?limit=0", "/stats"] {
+    for path in [
+        "/messages",
+        "/messages?limit=0",
+        "/stats",
+        "/feed?consumer=crm",
+        "/feed?limit=0",
+        "/feed/consumers",
+    ] {
         for refused in [
             None,
             Some(""),
@@ -65,7 +72,14 @@ fn reads_need_a_configured_token(backend: Backend) {
         assert_eq!(resp.json()["total"], 1);
         let resp = get_with(&app, "/stats", Some(&granted));
         assert_eq!(resp.json()["total_messages"], 1);
+        let resp = get_with(&app, "/feed?consumer=crm", Some(&granted));
+        assert_eq!(resp.json()["lag"], 1);
     }
+    // A commit too needs the read token.
+    let commit = Req::new("POST", "/feed/commit").body(br#"{"consumer":"crm","offset":1}"#);
+    assert_eq!(app.send(&commit).status, 401);
+    let commit = commit.header("Authorization", &format!("Bearer {READ}"));
+    assert_eq!(app.send(&commit).status, 200);
     // Validation runs only once the caller is known.
     let bad_query = get_with(&app, "/messages?limit=0", Some(&format!("Bearer {READ}")));
     assert_eq!(bad_query.status, 422);

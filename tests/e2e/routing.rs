@@ -13,6 +13,9 @@ fn unknown_paths_are_json_404() {
         "/webhook/extra",
         "/%ff",
         "/health",
+        "/feed/",
+        "/feed/other",
+        "/feed/consumers/",
     ] {
         let resp = app.get(path);
         assert_eq!(
@@ -40,6 +43,10 @@ fn wrong_methods_are_405_with_allow() {
         ("PUT", "/messages/export", "GET"),
         ("POST", "/stats/hourly", "GET"),
         ("DELETE", "/ui", "GET"),
+        ("POST", "/feed", "GET"),
+        ("GET", "/feed/commit", "POST"),
+        ("POST", "/feed/consumers", "GET"),
+        ("GET", "/feed/consumers/crm", "DELETE"),
     ] {
         let resp = app.send(&Req::new(method, path).body(b"x"));
         assert_eq!(resp.status, 405, "{method} {path}");

@@ -35,10 +35,10 @@ fn lag_sql(after: &str) -> String {
 /// (see [`super::counters::read_counters`]): nothing when there is no consumer.
 pub(super) fn lag_series_sql() -> String {
     format!(
-        "SELECT '{name} consumer=\"' || c.key || '\"', {lag} \
-         FROM tallies AS c WHERE c.kind = 'consumer'",
+        "SELECT '{name} consumer=\"' || who.key || '\"', {lag} \
+         FROM tallies AS who WHERE who.kind = 'consumer'",
         name = crate::metrics::FEED_LAG,
-        lag = lag_sql("c.n"),
+        lag = lag_sql("who.n"),
     )
 }
 
@@ -75,7 +75,7 @@ impl FeedPage {
 pub fn page(db: &dyn Database, consumer: &str, limit: u32) -> Result<FeedPage, StorageError> {
     let rows = db.execute(
         &format!(
-            "WITH c AS MATERIALIZED ( \
+            "WITH standing AS MATERIALIZED ( \
                  SELECT coalesce((SELECT n FROM tallies \
                                   WHERE kind = 'consumer' AND key = ?1), 0) AS n, \
                         EXISTS (SELECT 1 FROM tallies \
@@ -83,17 +83,17 @@ pub fn page(db: &dyn Database, consumer: &str, limit: u32) -> Result<FeedPage, S
                         (SELECT count(*) FROM tallies WHERE kind = 'consumer') AS consumers), \
              page AS ( \
                  SELECT * FROM (SELECT seq, message_id, sender, recipient, ts, body_text, ts_key \
-                                FROM messages WHERE seq > (SELECT n FROM c) \
+                                FROM messages WHERE seq > (SELECT n FROM standing) \
                                 ORDER BY seq LIMIT {limit}) \
                  UNION ALL \
                  SELECT * FROM (SELECT seq, message_id, sender, recipient, ts, body_text, ts_key \
-                                FROM received WHERE seq > (SELECT n FROM c) AND {UNCOPIED} \
+                                FROM received WHERE seq > (SELECT n FROM standing) AND {UNCOPIED} \
                                 ORDER BY seq LIMIT {limit}) \
                  ORDER BY seq LIMIT {limit}) \
-             SELECT NULL, n, known, consumers, {lag}, NULL, NULL FROM c \
+             SELECT NULL, n, known, consumers, {lag}, NULL, NULL FROM standing \
              UNION ALL \
              SELECT seq, message_id, sender, recipient, ts, body_text, ts_key FROM page",
-            lag = lag_sql("c.n"),
+            lag = lag_sql("standing.n"),
         ),
         &[SqlValue::text(consumer)],
     )?;
@@ -204,8 +204,9 @@ pub struct Consumer {
 pub fn consumers(db: &dyn Database) -> Result<Vec<Consumer>, StorageError> {
     let rows = db.execute(
         &format!(
-            "SELECT c.key, c.n, {lag} FROM tallies AS c WHERE c.kind = 'consumer' ORDER BY c.key",
-            lag = lag_sql("c.n"),
+            "SELECT who.key, who.n, {lag} FROM tallies AS who \
+             WHERE who.kind = 'consumer' ORDER BY who.key",
+            lag = lag_sql("who.n"),
         ),
         &[],
     )?;
@@ -414,6 +415,30 @@ mod tests {
         assert_eq!(p.messages.len(), 1);
         assert_eq!((p.messages[0].offset, p.lag), (7, 1));
         assert_eq!(p.messages[0].message.message_id, "late");
+    }
+
+    /// A page reads `messages` from the committed offset on, by its primary key: never the
+    /// whole table (the lag counts the rows after the offset, by the same key).
+    #[test]
+    fn a_page_reads_messages_by_offset_never_in_full() {
+        let db = stored(&messages(3), LAYOUTS[1]);
+        let sql = {
+            let recorder = crate::storage::testing::Recorder::new(TestDb::open(&db.path()));
+            page(&recorder, "crm", 10).unwrap();
+            commit(&recorder, "crm", 1, 32).unwrap();
+            recorder.statements()
+        };
+        assert_eq!(sql.len(), 2);
+        for (i, statement) in sql.iter().enumerate() {
+            let plan = match i {
+                0 => db.query_plan(statement, rusqlite::params!["crm"]),
+                _ => db.query_plan(statement, rusqlite::params!["crm", 1]),
+            };
+            let whole = plan.iter().any(|line| {
+                line.starts_with("SCAN messages") || line.contains("INDEX messages_by")
+            });
+            assert!(!whole, "{statement}\n{plan:#?}");
+        }
     }
 
     #[test]

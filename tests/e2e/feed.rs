@@ -48,6 +48,7 @@ fn consume_while_delivering(apps: Vec<Arc<App>>, count: usize) {
         let (apps, done) = (apps.clone(), done.clone());
         std::thread::spawn(move || {
             let mut seen: Vec<(i64, String)> = Vec::new();
+            let mut while_delivering = 0;
             for round in 0.. {
                 // Read the flag before pulling: an empty page after it means drained.
                 let finished = done.load(Ordering::SeqCst);
@@ -57,9 +58,12 @@ fn consume_while_delivering(apps: Vec<Arc<App>>, count: usize) {
                 if page.is_empty() && finished {
                     break;
                 }
+                if !finished {
+                    while_delivering += page.len();
+                }
                 seen.extend(page);
             }
-            seen
+            (seen, while_delivering)
         })
     };
     let jobs: Vec<Box<dyn FnOnce() -> (u16, String) + Send>> = (0..count)
@@ -77,7 +81,11 @@ fn consume_while_delivering(apps: Vec<Arc<App>>, count: usize) {
         .collect();
     let answers = parallel(SENDERS, jobs);
     done.store(true, Ordering::SeqCst);
-    let seen = consumer.join().expect("the consumer's checks passed");
+    let (seen, while_delivering) = consumer.join().expect("the consumer's checks passed");
+    assert!(
+        while_delivering > 0,
+        "the consumer read while the senders delivered"
+    );
 
     let acknowledged: HashSet<String> = answers
         .iter()

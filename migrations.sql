@@ -28,6 +28,7 @@
 --   ('sender', "from") / ('recipient', "to") / ('hour', "2025-01-15T10"): messages;
 --   ('inbox', 'messages'), ('inbox', 'senders'): the totals;
 --   ('inbox', 'counted_through'): the highest `seq` the counts include;
+--   ('inbox', 'last_received_ms'): when the newest counted message was received (Unix ms);
 --   ('search', 'indexed_through'): the highest `seq` the search index has seen;
 --   ('metric', '<name> <labels>'): a Prometheus counter, e.g.
 --     'http_requests_total path="/webhook",status="200"'. Histogram buckets are stored per
@@ -79,6 +80,7 @@ CREATE TABLE IF NOT EXISTS received (
     body_text   TEXT,
     text_folded TEXT,
     latency_ms  REAL,
+    received_at REAL,              -- when the storing request started, Unix ms (its clock)
     source      TEXT,              -- 'whatsapp', 'twilio'; NULL for POST /webhook
     kind        TEXT               -- the provider's message type ('text', 'image', 'sms')
 );

@@ -28,6 +28,10 @@ pub const REMOVED: &str = "messages_removed_total";
 /// A gauge: stored messages after a feed consumer's committed offset (`consumer` label), one
 /// series per consumer, so at most `feed_max_consumers`.
 pub const FEED_LAG: &str = "webhook_feed_lag";
+/// Gauges of freshness and size, read from what storage already keeps (no scan).
+pub const LAST_RECEIVED: &str = "webhook_last_received_timestamp_seconds";
+pub const LAST_MESSAGE_TS: &str = "webhook_last_message_ts_seconds";
+pub const MESSAGES_STORED: &str = "webhook_messages_stored";
 
 /// Why stored messages were removed: the `cause` label of [`REMOVED`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

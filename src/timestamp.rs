@@ -101,6 +101,43 @@ pub fn instant_key(input: &str) -> Result<String, TimestampError> {
     Ok(key)
 }
 
+/// The Unix time, in seconds, of an instant key ([`instant_key`]'s output); `None` for text
+/// that is not one.
+pub fn unix_seconds_of_key(key: &str) -> Option<f64> {
+    let bytes = key.as_bytes();
+    if bytes.len() < 19 || !key.is_ascii() {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<i64> {
+        let digits = key.get(range)?;
+        digits
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| digits.parse().ok())?
+    };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    let fraction = match key.get(19..) {
+        Some("") => 0.0,
+        Some(rest) => format!("0{rest}").parse::<f64>().ok()?,
+        None => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    Some((days * 86_400 + hour * 3600 + minute * 60 + second) as f64 + fraction)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm, the
+/// inverse of [`civil_from_days`]).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 fn is_leap_year(year: u32) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
 }
@@ -244,5 +281,27 @@ mod tests {
         assert_eq!(format_utc(moment), "2025-01-15T10:00:00.250Z");
         let leap_day = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(format_utc(leap_day), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn an_instant_key_reads_back_as_unix_seconds() {
+        let seconds = |ts: &str| unix_seconds_of_key(&instant_key(ts).unwrap());
+        assert_eq!(seconds("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(seconds("2025-01-15T10:00:00Z"), Some(1_736_935_200.0));
+        assert_eq!(seconds("2025-01-15T10:00:00.500Z"), Some(1_736_935_200.5));
+        assert_eq!(seconds("2000-02-29T23:59:59Z"), Some(951_868_799.0));
+        assert_eq!(seconds("0001-01-01T00:00:00Z"), Some(-62_135_596_800.0));
+        for moment in [0, 951_782_400, 1_736_935_200, 253_402_300_799] {
+            let ts = format_utc(UNIX_EPOCH + Duration::from_secs(moment));
+            assert_eq!(seconds(&ts), Some(moment as f64), "{ts}");
+        }
+        for bad in [
+            "",
+            "2025-01-15",
+            "2025-01-15T10:00:0x",
+            "２０２５-01-15T10:00:00",
+        ] {
+            assert_eq!(unix_seconds_of_key(bad), None, "{bad:?}");
+        }
     }
 }

@@ -62,15 +62,31 @@ pub fn read_counters(db: &dyn Database) -> Result<Vec<CounterRow>, StorageError>
     let rows = db.execute(
         &format!(
             "WITH pending AS MATERIALIZED ( \
-                 SELECT latency_ms, source FROM received \
+                 SELECT latency_ms, received_at, source FROM received \
                  WHERE seq > (SELECT n FROM tallies \
                               WHERE kind = 'inbox' AND key = 'counted_through')) \
              SELECT key, n FROM tallies WHERE kind = 'metric' \
              UNION ALL SELECT {created}, count(*) FROM pending GROUP BY 1 \
              UNION ALL SELECT NULL, latency_ms FROM pending WHERE latency_ms IS NOT NULL \
-             UNION ALL {lags}",
+             UNION ALL {lags} \
+             UNION ALL SELECT '{stored} ', \
+                 (SELECT n FROM tallies WHERE kind = 'inbox' AND key = 'messages') \
+                 + (SELECT count(*) FROM pending) \
+             UNION ALL SELECT '{received} ', max(r) / 1000.0 FROM ( \
+                 SELECT n AS r FROM tallies WHERE kind = 'inbox' AND key = 'last_received_ms' \
+                 UNION ALL SELECT max(received_at) FROM pending) \
+             HAVING max(r) IS NOT NULL \
+             UNION ALL SELECT '{newest} ', ( \
+                 SELECT ts_key FROM ( \
+                     SELECT * FROM (SELECT ts_key FROM messages INDEXED BY messages_by_ts \
+                                    ORDER BY ts_key DESC LIMIT 1) \
+                     UNION ALL SELECT ts_key FROM received) \
+                 ORDER BY ts_key DESC LIMIT 1)",
             created = stored_row_series_sql("source"),
             lags = super::feed::lag_series_sql(),
+            stored = metrics::MESSAGES_STORED,
+            received = metrics::LAST_RECEIVED,
+            newest = metrics::LAST_MESSAGE_TS,
         ),
         &[],
     )?;
@@ -79,6 +95,14 @@ pub fn read_counters(db: &dyn Database) -> Result<Vec<CounterRow>, StorageError>
     for row in &rows {
         match row.as_slice() {
             [SqlValue::Null, latency] => latencies.extend(latency.as_f64()),
+            // The newest message's own instant, as its key: the gauge wants Unix seconds.
+            [key, SqlValue::Text(ts_key)] => {
+                let seconds = crate::timestamp::unix_seconds_of_key(ts_key);
+                if let (Some(key), Some(seconds)) = (key.as_str(), seconds) {
+                    let (name, labels) = metrics::split_series_key(key);
+                    add(&mut counters, name, labels, seconds);
+                }
+            }
             [key, value] => {
                 let (Some(key), Some(value)) = (key.as_str(), value.as_f64()) else {
                     continue;
@@ -175,5 +199,68 @@ mod tests {
             )
             .unwrap();
         assert_eq!(stored, "integer");
+    }
+
+    /// The freshness and size gauges: absent on an empty inbox; then the stored total, when
+    /// the newest message was received and its own instant, exact before and after a fold,
+    /// and the total down after an erasure.
+    #[test]
+    fn the_gauges_follow_what_is_stored_wherever_it_sits() {
+        use crate::sources::{Source, SourcedMessage};
+        use crate::storage::testing::msg;
+        use crate::storage::{fold, lifecycle, Removal, Session};
+        use std::time::{Duration, SystemTime, UNIX_EPOCH};
+        let db = TestDb::new();
+        prepare(&db).unwrap();
+        let gauge = |name: &str| {
+            read_counters(&db)
+                .unwrap()
+                .into_iter()
+                .find(|r| r.name == name)
+                .map(|r| r.value)
+        };
+        assert_eq!(gauge(metrics::MESSAGES_STORED), Some(0.0));
+        assert_eq!(gauge(metrics::LAST_RECEIVED), None);
+        assert_eq!(gauge(metrics::LAST_MESSAGE_TS), None);
+
+        let mut session = Session::new(|| Ok(Box::new(TestDb::open(&db.path())) as _));
+        let first = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let newest = msg("b", "+1", "+2", "2025-01-15T11:00:00.5Z", None);
+        session
+            .insert_message(&msg("a", "+1", "+2", "2025-01-15T10:00:00Z", None), first)
+            .unwrap();
+        session.insert_message(&newest, first).unwrap();
+        let later = first + Duration::from_millis(2_500);
+        let delivery = [SourcedMessage {
+            message: msg("c", "+3", "+2", "2025-01-15T09:00:00Z", None),
+            kind: "text".to_owned(),
+        }];
+        session
+            .insert_batch(Source::WhatsApp, &delivery, later)
+            .unwrap();
+        let received = |at: SystemTime| at.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+        for folded in [false, true] {
+            assert_eq!(
+                gauge(metrics::MESSAGES_STORED),
+                Some(3.0),
+                "folded {folded}"
+            );
+            assert_eq!(gauge(metrics::LAST_RECEIVED), Some(received(later)));
+            assert_eq!(gauge(metrics::LAST_MESSAGE_TS), Some(1_736_938_800.5));
+            fold::fold(&db).unwrap();
+        }
+        let removal = Removal {
+            now_unix: 0,
+            tombstone_until: 0,
+            batch: 10,
+        };
+        assert!(lifecycle::erase_message(&db, "b", &removal).unwrap());
+        assert_eq!(gauge(metrics::MESSAGES_STORED), Some(2.0));
+        assert_eq!(gauge(metrics::LAST_MESSAGE_TS), Some(1_736_935_200.0));
+        assert_eq!(
+            gauge(metrics::LAST_RECEIVED),
+            Some(received(later)),
+            "when, not what"
+        );
     }
 }

@@ -97,7 +97,8 @@ fn count_sql() -> String {
     let metric = |name: &str, labels: &str| format!("'{}'", metrics::series_key(name, labels));
     format!(
         "WITH batch AS MATERIALIZED ( \
-             SELECT seq, sender, recipient, ts_key, latency_ms, source FROM received \
+             SELECT seq, sender, recipient, ts_key, latency_ms, received_at, source \
+             FROM received \
              WHERE seq > (SELECT n FROM tallies WHERE kind = 'inbox' AND key = 'counted_through')) \
          INSERT INTO tallies (kind, key, n) \
          SELECT kind, key, n FROM ( \
@@ -116,10 +117,12 @@ fn count_sql() -> String {
                  WHERE latency_ms IS NOT NULL GROUP BY 2 \
              UNION ALL SELECT 'metric', {sum}, total(latency_ms) FROM batch \
                  WHERE latency_ms IS NOT NULL \
+             UNION ALL SELECT 'inbox', 'last_received_ms', max(received_at) FROM batch \
              UNION ALL SELECT 'inbox', 'counted_through', max(seq) FROM batch) \
          WHERE n > 0 \
          ON CONFLICT (kind, key) DO UPDATE SET n = CASE \
-             WHEN kind = 'inbox' AND key = 'counted_through' THEN max(n, excluded.n) \
+             WHEN kind = 'inbox' AND key IN ('counted_through', 'last_received_ms') \
+                 THEN max(n, excluded.n) \
              ELSE n + excluded.n END",
         created = super::counters::stored_row_series_sql("source"),
         requests = metric(metrics::HTTP_REQUESTS, &stored_request_labels()),

@@ -74,13 +74,14 @@ fn insert_if_new(
     // ours: never less than what the component measured before sending it).
     let returned = db.execute(
         "INSERT INTO received \
-         (seq, message_id, sender, recipient, ts, ts_key, body_text, text_folded, latency_ms) \
+         (seq, message_id, sender, recipient, ts, ts_key, body_text, text_folded, latency_ms, \
+          received_at) \
          SELECT 1 + max(coalesce((SELECT max(seq) FROM received), 0), \
                         coalesce((SELECT max(seq) FROM messages), 0), \
                         coalesce((SELECT n FROM tallies \
                                   WHERE kind = 'inbox' AND key = 'counted_through'), 0)), \
                 ?1, ?2, ?3, ?4, ?5, ?6, ?7, \
-                max(?11, (julianday('now') - 2440587.5) * 86400000.0 - ?8) \
+                max(?11, (julianday('now') - 2440587.5) * 86400000.0 - ?8), ?8 \
          WHERE NOT EXISTS (SELECT 1 FROM messages WHERE message_id = ?1) \
          AND NOT EXISTS (SELECT 1 FROM tombstones WHERE id_hash = ?9 AND expires_at > ?10) \
          ON CONFLICT (message_id) DO NOTHING RETURNING seq",
@@ -109,11 +110,13 @@ fn insert_if_new(
 ///
 /// The rows carry no latency: a provider's request records its own counters; each row
 /// counts as one `created` message of its source ([`crate::metrics::stored_row_series`]).
+/// `received_at_ms`: when the request started (Unix ms), for the freshness gauge.
 pub(super) fn store_batch(
     db: &dyn Database,
     source: Source,
     messages: &[SourcedMessage],
     now_unix: i64,
+    received_at_ms: Option<f64>,
 ) -> Result<(Vec<Inserted>, Vec<i64>), StorageError> {
     if messages.is_empty() {
         return Ok((Vec::new(), Vec::new()));
@@ -155,19 +158,21 @@ pub(super) fn store_batch(
              AND NOT EXISTS (SELECT 1 FROM tombstones \
                              WHERE id_hash = b.id_hash AND expires_at > ?3)) \
          INSERT INTO received (seq, message_id, sender, recipient, ts, ts_key, body_text, \
-                               text_folded, latency_ms, source, kind) \
+                               text_folded, latency_ms, received_at, source, kind) \
          SELECT (SELECT max(coalesce((SELECT max(seq) FROM received), 0), \
                             coalesce((SELECT max(seq) FROM messages), 0), \
                             coalesce((SELECT n FROM tallies \
                                       WHERE kind = 'inbox' AND key = 'counted_through'), 0))) \
                     + row_number() OVER (ORDER BY i), \
-                message_id, sender, recipient, ts, ts_key, body_text, text_folded, NULL, ?2, kind \
+                message_id, sender, recipient, ts, ts_key, body_text, text_folded, NULL, ?4, ?2, \
+                kind \
          FROM fresh WHERE true \
          ON CONFLICT (message_id) DO NOTHING RETURNING seq, message_id",
         &[
             SqlValue::Text(serde_json::Value::Array(rows).to_string()),
             SqlValue::text(source.as_str()),
             SqlValue::Integer(now_unix),
+            received_at_ms.map_or(SqlValue::Null, SqlValue::Real),
         ],
     )?;
     let mut seqs = Vec::with_capacity(returned.len());
@@ -431,7 +436,7 @@ mod tests {
             sourced("w2", "image"),
         ];
         let recorder = crate::storage::testing::Recorder::new(TestDb::open(&db.path()));
-        let (inserted, seqs) = store_batch(&recorder, Source::WhatsApp, &batch, 0).unwrap();
+        let (inserted, seqs) = store_batch(&recorder, Source::WhatsApp, &batch, 0, None).unwrap();
         assert_eq!(recorder.statements().len(), 1, "one statement");
         use Inserted::{Created, Duplicate};
         assert_eq!(inserted, [Created, Duplicate, Duplicate, Created]);
@@ -452,7 +457,7 @@ mod tests {
             sourced("w3", "text"),
             sourced("w1", "text"),
         ];
-        let (inserted, _) = store_batch(&db, Source::WhatsApp, &again, 0).unwrap();
+        let (inserted, _) = store_batch(&db, Source::WhatsApp, &again, 0, None).unwrap();
         assert_eq!(inserted, [Duplicate, Created, Duplicate]);
         assert_eq!(stats(&db).unwrap().total_messages, 4);
         assert_eq!(created_messages(&db, "whatsapp"), 3.0);
@@ -469,13 +474,14 @@ mod tests {
             batch: 10,
         };
         assert!(crate::storage::lifecycle::erase_message(&db, "w3", &removal).unwrap());
-        let (inserted, _) = store_batch(&db, Source::Twilio, &[sourced("w3", "sms")], 500).unwrap();
+        let (inserted, _) =
+            store_batch(&db, Source::Twilio, &[sourced("w3", "sms")], 500, None).unwrap();
         assert_eq!(inserted, [Duplicate]);
         let (inserted, _) =
-            store_batch(&db, Source::Twilio, &[sourced("w3", "sms")], 1_000).unwrap();
+            store_batch(&db, Source::Twilio, &[sourced("w3", "sms")], 1_000, None).unwrap();
         assert_eq!(inserted, [Created], "the tombstone expired");
         assert_eq!(
-            store_batch(&db, Source::Twilio, &[], 0).unwrap(),
+            store_batch(&db, Source::Twilio, &[], 0, None).unwrap(),
             (vec![], vec![])
         );
     }
@@ -489,7 +495,7 @@ mod tests {
                 &[msg("plain", "+1", "+2", "2025-01-15T10:00:00Z", None)],
                 layout,
             );
-            store_batch(&db, Source::WhatsApp, &[sourced("wa", "image")], 0).unwrap();
+            store_batch(&db, Source::WhatsApp, &[sourced("wa", "image")], 0, None).unwrap();
             if layout != Layout::Pending {
                 fold::fold(&db).unwrap();
             }

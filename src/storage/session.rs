@@ -196,8 +196,9 @@ impl<'a> Session<'a> {
     ) -> Result<Vec<Inserted>, StorageError> {
         self.ready_for(Access::Write)?;
         let now = unix_seconds(request_started);
+        let received_at = Some(unix_ms(request_started));
         let (inserted, seqs) = self.run(Access::Write, |db| {
-            messages::store_batch(db, source, batch, now)
+            messages::store_batch(db, source, batch, now, received_at)
         })?;
         self.fold_due |= seqs.into_iter().any(fold::due);
         Ok(inserted)

@@ -269,6 +269,61 @@ impl LoadGen {
     }
 }
 
+/// What [`LoadGen::sequence`] tells its caller before each request.
+pub enum Step<'a> {
+    /// Nothing sent yet.
+    Start,
+    /// The previous request's whole answer, and how long it took.
+    Answer {
+        status: u16,
+        body: &'a Bytes,
+        latency: Duration,
+    },
+    /// The previous request failed without an answer (its connection is dropped).
+    Failed(&'a str),
+}
+
+impl LoadGen {
+    /// Requests one after another on one keep-alive connection, each chosen by `next` from
+    /// the previous answer (a client whose requests depend on what it read, e.g. a feed
+    /// consumer's pages and commits), until `next` returns `None`. The caller keeps its own
+    /// figures from the answers; this returns the wall time of the whole sequence.
+    pub fn sequence(&self, mut next: impl FnMut(Step) -> Option<Req>) -> Duration {
+        self.rt.block_on(async {
+            let started = Instant::now();
+            let mut conn = None;
+            let mut req = next(Step::Start);
+            while let Some(r) = req.take() {
+                let sent = Instant::now();
+                let result = match conn.as_mut() {
+                    Some(c) => send(c, self.addr, &r).await,
+                    None => match connect(self.addr).await {
+                        Ok(c) => send(conn.insert(c), self.addr, &r).await,
+                        Err(e) => Err(e),
+                    },
+                };
+                req = match result {
+                    Ok((status, body, keep_alive)) => {
+                        if !keep_alive {
+                            conn = None;
+                        }
+                        next(Step::Answer {
+                            status,
+                            body: &body,
+                            latency: sent.elapsed(),
+                        })
+                    }
+                    Err(e) => {
+                        conn = None;
+                        next(Step::Failed(&format!("{} {}: {e:#}", r.method, r.target)))
+                    }
+                };
+            }
+            started.elapsed()
+        })
+    }
+}
+
 async fn run(addr: SocketAddr, plan: &Plan) -> Measured {
     if plan.warmup > 0 {
         if let Ok(mut conn) = connect(addr).await {

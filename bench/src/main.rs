@@ -2,12 +2,14 @@
 //! loopback HTTP, and measures ingest, duplicates, reads on a seeded data set, and baselines
 //! (the host's floor, raw SQLite inserts, and a minimal-write component on the same host,
 //! with its call counts, WAL bytes and peak RSS beside the component's), the same on a
-//! libSQL server against the minimal write and read there, and the data lifecycle (retention
-//! purges, and what they cost ingest). See `bench/README.md`.
+//! libSQL server against the minimal write and read there, the data lifecycle (retention
+//! purges, and what they cost ingest), and the pull feed (a consumer's throughput, and what
+//! one costs ingest). See `bench/README.md`.
 
 mod baseline;
 mod data;
 mod explain;
+mod feed;
 mod fixture;
 mod libsql;
 mod lifecycle;
@@ -49,7 +51,7 @@ pub struct Options {
     /// Time cap per scenario, seconds.
     pub seconds: f64,
     pub read_concurrency: usize,
-    /// Rounds of the minimal-write comparison and of the lifecycle ingest figures.
+    /// Rounds of the minimal-write comparison, of the lifecycle and of the feed ingest figures.
     pub rounds: usize,
     /// Diagnostic: keep one idle connection to the served database open all run.
     pub hold_db_open: bool,
@@ -79,14 +81,15 @@ const USAGE: &str = "usage: webhook-inbox-bench [--quick] [--json FILE] [--expla
   --write-requests N requests per ingest scenario (default 20000; quick 400)
   --seconds S        time cap per scenario (default 10; quick 2)
   --read-concurrency N  connections for read scenarios (default 1)
-  --rounds N         rounds of the minimal-write comparison and of the lifecycle ingest
-                     figures, order alternating; targets are judged on their median
+  --rounds N         rounds of the minimal-write comparison, of the lifecycle and of the
+                     feed ingest figures, order alternating; targets are judged on their median
                      (default 5; quick 1)
   --only A,B         only the scenarios whose name contains A or B (e.g. storage,/stats,ingest);
                      phases: storage, libSQL (webhook-inbox on sqld vs the minimal write and
                      read on sqld, sqld's CPU after load, mixed reads), minimal-write (the comparison, call counts and
                      WAL bytes), memory (peak RSS of child processes), lifecycle (purge
-                     rate, ingest with retention off / on / purging)
+                     rate, ingest with retention off / on / purging), feed (pull throughput
+                     from offset 0, ingest x16 without / with one consumer pulling)
   --hold-db-open     diagnostic: keep an idle SQLite connection to the served database open,
                      so no request's connection is the last one (no checkpoint on close)";
 
@@ -163,6 +166,8 @@ struct Output<'a> {
     /// libSQL against the minimal write / read on libSQL: rounds, sqld's CPU after the load,
     /// mixed reads.
     libsql: &'a libsql::Figures,
+    /// The pull feed: a consumer from offset 0, and ingest x16 without / with a consumer.
+    feed: &'a feed::Figures,
     targets: &'a [Target],
     failures: &'a [String],
 }
@@ -238,9 +243,20 @@ fn run() -> Result<bool> {
 
     let (minimal, lifecycle) = comparisons(&setup, &opts, &mut fresh, &mut rows, &mut failures)?;
 
+    let mut feed = feed::Figures::default();
+    let mut feed_failed = false;
+    if opts.wants("feed") {
+        let (feed_rows, figures, feed_failures) = feed::run(&setup, &opts, &mut fresh)?;
+        feed_failed = !feed_failures.is_empty() || feed_rows.iter().any(|r| r.errors > 0);
+        rows.extend(feed_rows);
+        feed = figures;
+        failures.extend(feed_failures);
+    }
+
     failures.extend(phases::row_failures(&rows));
     let mut targets = scenarios::targets(&rows, &minimal, &lifecycle);
     targets.extend(libsql::targets(&libsql));
+    targets.extend(feed::targets(&feed, feed_failed));
     let load_after = phases::load_average();
     print_report(
         &setup,
@@ -252,6 +268,7 @@ fn run() -> Result<bool> {
         &minimal,
         &lifecycle,
         &libsql,
+        &feed,
         &targets,
         &profiles,
         &reads,
@@ -272,6 +289,7 @@ fn run() -> Result<bool> {
             minimal_write: &minimal,
             lifecycle: &lifecycle,
             libsql: &libsql,
+            feed: &feed,
             targets: &targets,
             failures: &failures,
         };
@@ -352,6 +370,7 @@ fn print_report(
     minimal: &fixture::Figures,
     lifecycle: &lifecycle::Figures,
     libsql: &libsql::Figures,
+    feed: &feed::Figures,
     targets: &[Target],
     profiles: &std::collections::HashMap<scenarios::Scenario, explain::SqlProfile>,
     reads: &[load::Plan],
@@ -417,6 +436,7 @@ fn print_report(
     libsql::print(libsql);
     fixture::print(minimal);
     lifecycle::print(lifecycle);
+    feed::print(feed);
     println!("seeded data checked through HTTP:");
     for c in checks {
         println!("  {c}");

@@ -46,6 +46,8 @@ pub struct Row {
     pub timeouts: usize,
     /// Requests/s over retention-off ingest in the same round (lifecycle rows).
     pub retention_off_ratio: Option<f64>,
+    /// Requests/s over ingest without a feed consumer in the same round (feed rows).
+    pub consumer_off_ratio: Option<f64>,
     /// Messages removed per second (the purge row).
     pub purged_per_s: Option<f64>,
     /// VmHWM of the serving child process (memory rows only), KiB.
@@ -97,6 +99,7 @@ impl Row {
             over_2s: None,
             timeouts: m.timeouts,
             retention_off_ratio: None,
+            consumer_off_ratio: None,
             purged_per_s: None,
             peak_rss_kib: None,
             sql_p50_ms: None,
@@ -135,6 +138,9 @@ impl Row {
         }
         if let Some(r) = self.retention_off_ratio {
             notes.push(format!("{:.0}% of the retention-off round", r * 100.0));
+        }
+        if let Some(r) = self.consumer_off_ratio {
+            notes.push(format!("{:.0}% of the round without a consumer", r * 100.0));
         }
         if let Some(r) = self.purged_per_s {
             notes.push(format!("{r:.0} messages purged/s"));

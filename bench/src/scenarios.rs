@@ -71,6 +71,14 @@ pub enum Scenario {
     IngestTwoHosts,
     /// A mix of the read routes, taken in turn (libSQL phase).
     MixedReads,
+    /// `GET /feed?limit=1000` from offset 0, committing each page; reported in messages/s.
+    FeedPull,
+    /// `POST /webhook` of unique messages, no feed consumer (the feed phase).
+    IngestNoConsumer,
+    /// The same with one feed consumer pulling and committing at the same time.
+    IngestWithConsumer,
+    /// That consumer's pages during the ingest.
+    FeedDuringIngest,
     /// Raw SQLite inserts (no host).
     StorageInsert(Connections),
     /// The same as `StorageInsert(PerTransaction)` on a copy without the search index's
@@ -97,6 +105,8 @@ pub enum Group {
     Memory,
     /// Retention purges, and ingest x16 with retention off / on, alternating rounds.
     Lifecycle,
+    /// The pull feed: a consumer from offset 0; ingest x16 without / with a consumer.
+    Feed,
 }
 
 impl Group {
@@ -125,6 +135,10 @@ impl Group {
             Group::Lifecycle => {
                 "data lifecycle: purge loop; ingest x16 with retention off / on, nothing due / \
                  purging (same run, alternating rounds)"
+            }
+            Group::Feed => {
+                "pull feed: GET /feed limit=1000 + commit from offset 0; ingest x16 without / \
+                 with one consumer pulling (same run, alternating rounds)"
             }
         }
     }
@@ -432,6 +446,8 @@ pub fn ingest_as(
         Scenario::IngestRetention(Retention::Purging) => {
             "POST /webhook (new), a batch due at every fold"
         }
+        Scenario::IngestNoConsumer => "POST /webhook (new), no feed consumer",
+        Scenario::IngestWithConsumer => "POST /webhook (new), one feed consumer pulling",
         _ => "POST /webhook (new)",
     };
     plan(scenario, name, concurrency, count, cap, prebuilt(reqs))

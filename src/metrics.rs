@@ -402,7 +402,34 @@ pub fn render(rows: &[CounterRow]) -> String {
     for row in lags {
         sample(&mut out, FEED_LAG, &row.labels, row.value);
     }
+    gauge(
+        &mut out,
+        rows,
+        MESSAGES_STORED,
+        "Messages stored now (GET /stats' total_messages); goes down on purges and erasures.",
+    );
+    gauge(
+        &mut out,
+        rows,
+        LAST_RECEIVED,
+        "When the newest message was received and stored, in Unix seconds by the \
+         component's clock; absent until one is.",
+    );
+    gauge(
+        &mut out,
+        rows,
+        LAST_MESSAGE_TS,
+        "The newest stored message's own ts, in Unix seconds; absent while none is stored.",
+    );
     out
+}
+
+/// A gauge family without labels: its header always, its sample only when storage has one.
+fn gauge(out: &mut String, rows: &[CounterRow], name: &str, help: &str) {
+    family(out, name, "gauge", help);
+    if let Some(row) = rows.iter().find(|r| r.name == name && r.labels.is_empty()) {
+        sample(out, name, "", row.value);
+    }
 }
 
 /// A counter family with a sample for each stored series, by labels.
@@ -664,6 +691,10 @@ mod tests {
             "webhook_rejections_total",
             "messages_removed_total",
             "request_latency_ms",
+            "webhook_feed_lag",
+            "webhook_messages_stored",
+            "webhook_last_received_timestamp_seconds",
+            "webhook_last_message_ts_seconds",
         ] {
             assert!(text.contains(&format!("# HELP {family} ")), "{family}");
         }
@@ -681,5 +712,39 @@ mod tests {
         // Bounded: every fixed family is sources x a fixed set of words.
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
         assert_eq!(samples, 6 + 8 + 15 + 2 + 15);
+    }
+
+    #[test]
+    fn freshness_and_size_are_gauges_present_only_when_known() {
+        let gauge_row = |name: &str, value: f64| CounterRow {
+            name: name.to_owned(),
+            labels: String::new(),
+            value,
+        };
+        // An empty inbox: the stored total is 0, the two instants are unknown.
+        let text = render(&[gauge_row(MESSAGES_STORED, 0.0)]);
+        for name in [MESSAGES_STORED, LAST_RECEIVED, LAST_MESSAGE_TS] {
+            assert!(text.contains(&format!("# TYPE {name} gauge\n")), "{name}");
+        }
+        assert!(text.contains("\nwebhook_messages_stored 0\n"));
+        let samples = |text: &str, name: &str| {
+            text.lines()
+                .filter(|l| l.split([' ', '{']).next() == Some(name))
+                .count()
+        };
+        assert_eq!(samples(&text, LAST_RECEIVED), 0);
+        assert_eq!(samples(&text, LAST_MESSAGE_TS), 0);
+
+        let text = render(&[
+            gauge_row(MESSAGES_STORED, 42.0),
+            gauge_row(LAST_RECEIVED, 1_736_938_801.25),
+            gauge_row(LAST_MESSAGE_TS, 1_736_938_800.0),
+        ]);
+        assert!(text.contains("\nwebhook_messages_stored 42\n"));
+        assert!(text.contains("\nwebhook_last_received_timestamp_seconds 1736938801.25\n"));
+        assert!(text.contains("\nwebhook_last_message_ts_seconds 1736938800\n"));
+        for name in [MESSAGES_STORED, LAST_RECEIVED, LAST_MESSAGE_TS] {
+            assert_eq!(samples(&text, name), 1, "{name}");
+        }
     }
 }

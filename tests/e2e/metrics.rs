@@ -1,6 +1,7 @@
 //! GET /metrics: strict Prometheus text, counters equal to the traffic sent.
 
 use crate::support::{message, parse_prometheus, App, Req};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 on_each_backend! {
 fn counters_match_the_traffic_and_parse_strictly(backend: Backend) {
@@ -108,6 +109,21 @@ fn counters_match_the_traffic_and_parse_strictly(backend: Backend) {
     );
     assert!(get("request_latency_ms_sum") > 0.0);
 
+    // Gauges: the stored total, when the newest was received (by the component's clock,
+    // this very run), the newest message's own ts (2025-01-15T10:00:00Z).
+    assert_eq!(get("webhook_messages_stored"), 2.0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    let received = get("webhook_last_received_timestamp_seconds");
+    assert!(received <= now && received > now - 120.0, "{received} vs {now}");
+    assert_eq!(get("webhook_last_message_ts_seconds"), 1_736_935_200.0);
+    for gauge in [
+        "webhook_messages_stored",
+        "webhook_last_received_timestamp_seconds",
+        "webhook_last_message_ts_seconds",
+    ] {
+        assert!(first.text().contains(&format!("# TYPE {gauge} gauge\n")), "{gauge}");
+    }
+
     // The scrape itself is counted, and shows up in the next one.
     let second = parse_prometheus(&app.get("/metrics").text());
     assert_eq!(
@@ -132,11 +148,18 @@ fn an_empty_store_exposes_every_family(backend: Backend) {
         "messages_removed_total",
         "request_latency_ms",
         "webhook_feed_lag",
+        "webhook_messages_stored",
+        "webhook_last_received_timestamp_seconds",
+        "webhook_last_message_ts_seconds",
     ] {
         assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
     }
-    // No feed consumer: the gauge has no series.
+    // No feed consumer: the gauge has no series. Nothing stored: 0 stored, and neither
+    // instant is known, so neither has a sample.
     assert!(!m.keys().any(|k| k.starts_with("webhook_feed_lag")));
+    assert_eq!(m["webhook_messages_stored"], 0.0);
+    assert!(!m.contains_key("webhook_last_received_timestamp_seconds"));
+    assert!(!m.contains_key("webhook_last_message_ts_seconds"));
     assert_eq!(m["request_latency_ms_count"], 0.0);
     // The fixed families, every series from zero: providers x results, providers x kinds,
     // sources x reasons.

@@ -357,8 +357,9 @@ fn version_4_rejections(hour: u64) -> [Value; 3] {
 
 /// What version 4's counters and waiting rows add up to, as `/metrics` shows them: the
 /// stored counters, plus for each row in `incoming` its `created`, plus for the row with a
-/// latency (3.5 ms) its request (`/webhook` 200, the 5 ms bucket, the sum).
-fn version_4_metrics() -> HashMap<String, f64> {
+/// latency (3.5 ms) its request (`/webhook` 200, the 5 ms bucket, the sum); and the gauges:
+/// six stored, the newest `ts` (m6's), and no received instant (version 4 kept none).
+fn version_4_metrics(hour: u64) -> HashMap<String, f64> {
     let mut expected: HashMap<String, f64> = [
         (r#"http_requests_total{path="/webhook",status="200"}"#, 7.0),
         (r#"http_requests_total{path="/webhook",status="401"}"#, 2.0),
@@ -420,6 +421,11 @@ fn version_4_metrics() -> HashMap<String, f64> {
         );
     }
     expected.insert(r#"request_latency_ms_bucket{le="+Inf"}"#.to_owned(), 13.0);
+    expected.insert("webhook_messages_stored".to_owned(), 6.0);
+    expected.insert(
+        "webhook_last_message_ts_seconds".to_owned(),
+        (hour + 9000) as f64,
+    );
     // The native sources' series, every one from zero.
     for source in ["whatsapp", "twilio"] {
         for result in ["created", "duplicate", "invalid"] {
@@ -593,7 +599,7 @@ fn a_version_4_database_holding_data_is_upgraded_in_place_and_every_figure_survi
     let scrape = app.get("/metrics");
     assert_eq!(scrape.status, 200, "{}", scrape.text());
     let metrics = parse_prometheus(&scrape.text());
-    assert_eq!(metrics, version_4_metrics());
+    assert_eq!(metrics, version_4_metrics(hour));
     assert_version_4_figures(&app, hour);
 
     // Upgrading again (migrations.sql, statement by statement as the component runs it,
@@ -642,7 +648,7 @@ fn migrations_sql_run_twice_on_a_version_4_database_before_the_component_starts(
     sql.extend([migrations.clone(), migrations]);
     let app = App::with_sqlite_on(backend, &[("webhook_secret", SECRET)], sql);
     let metrics = parse_prometheus(&app.get("/metrics").text());
-    assert_eq!(metrics, version_4_metrics());
+    assert_eq!(metrics, version_4_metrics(hour));
     assert_version_4_figures(&app, hour);
 }
 }

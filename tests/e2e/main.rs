@@ -19,6 +19,7 @@ mod load;
 mod logs;
 mod messages;
 mod metrics;
+mod ops;
 mod persistence;
 mod read_auth;
 mod rejections;

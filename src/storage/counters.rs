@@ -72,10 +72,12 @@ pub fn read_counters(db: &dyn Database) -> Result<Vec<CounterRow>, StorageError>
              UNION ALL SELECT '{stored} ', \
                  (SELECT n FROM tallies WHERE kind = 'inbox' AND key = 'messages') \
                  + (SELECT count(*) FROM pending) \
-             UNION ALL SELECT '{received} ', max(r) / 1000.0 FROM ( \
-                 SELECT n AS r FROM tallies WHERE kind = 'inbox' AND key = 'last_received_ms' \
-                 UNION ALL SELECT max(received_at) FROM pending) \
-             HAVING max(r) IS NOT NULL \
+             UNION ALL SELECT '{received} ', r / 1000.0 FROM ( \
+                 SELECT max(r) AS r FROM ( \
+                     SELECT n AS r FROM tallies \
+                     WHERE kind = 'inbox' AND key = 'last_received_ms' \
+                     UNION ALL SELECT max(received_at) FROM pending)) \
+             WHERE r IS NOT NULL \
              UNION ALL SELECT '{newest} ', ( \
                  SELECT ts_key FROM ( \
                      SELECT * FROM (SELECT ts_key FROM messages INDEXED BY messages_by_ts \

@@ -11,7 +11,8 @@ fn msg(id: &str, from: &str, ts: &str, text: Option<&str>) -> Value {
 /// from 2025-01-15T10:00:00Z, senders `+10`..`+14` in turn, each with a 200-character text.
 fn bulk_load(app: &App, n: u32) {
     // Reading readiness creates the schema.
-    assert_eq!(app.get("/health/ready").status, 200);
+    let ready = app.get("/health/ready");
+    assert_eq!(ready.status, 200, "{} {:?}", ready.text(), app.log_lines());
     app.execute_sql(&format!(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
          INSERT INTO messages (message_id, sender, recipient, ts, ts_key, body_text, text_folded) \

@@ -40,14 +40,6 @@ impl Source {
             Source::Twilio => "twilio",
         }
     }
-
-    /// The source a stored row names (`NULL` for `/webhook`, whose rows carry none).
-    pub fn from_stored(name: Option<&str>) -> Option<Source> {
-        match name {
-            None => Some(Source::Webhook),
-            Some(name) => Source::ALL.into_iter().find(|s| s.as_str() == name),
-        }
-    }
 }
 
 /// A provider message mapped onto a message to store.

@@ -355,6 +355,41 @@ fn admin_routes_need_a_configured_token() {
 /// request that delivers (stored, duplicate, refused, or the one that folds a batch) may
 /// leave a transaction open across round trips, and storing a new message is one round trip;
 /// so is storing a provider's whole batch.
+/// With retention on, the delivery that folds a batch on a local file also runs a retention
+/// batch, a transaction of several statements. On a server it must not: the fold's
+/// statements stand alone, and what is due waits for the scheduled `POST /admin/purge`.
+#[test]
+fn on_a_server_retention_waits_for_the_scheduled_purge() {
+    let mut rt = FakeRuntime::new(&[("webhook_secret", SECRET), ("retention_days", "1")]);
+    crate::storage::prepare(&rt.db).unwrap();
+    let server = ServerLike::open(&rt.db.path());
+    rt.server = Some(server.clone());
+    let ancient = json!({"message_id": "ancient", "from": "+15550001", "to": "+15550002",
+                         "ts": "2020-01-01T00:00:00Z"});
+    let resp = run(&rt, signed(ancient.to_string().as_bytes()));
+    assert_eq!(resp.status.as_u16(), 200);
+    for i in 1..crate::storage::FOLD_EVERY {
+        let resp = run(&rt, signed(&message(&format!("m{i:04}"))));
+        assert_eq!(resp.status.as_u16(), 200);
+    }
+    let waiting: i64 = rt
+        .db
+        .conn()
+        .query_row("SELECT count(*) FROM received", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(waiting, 0, "folded");
+    assert_eq!(
+        server.transactions_spanning_round_trips(),
+        Vec::<String>::new()
+    );
+    let stats = crate::storage::stats(&rt.db).unwrap();
+    assert_eq!(
+        stats.total_messages,
+        crate::storage::FOLD_EVERY,
+        "nothing purged"
+    );
+}
+
 #[test]
 fn on_a_server_no_delivery_holds_a_transaction_across_round_trips() {
     let mut rt = FakeRuntime::configured();

@@ -207,7 +207,10 @@ impl<'a> Session<'a> {
     /// The storage work a request leaves until after its answer, in this order:
     /// 1. the fold, when this session's new message filled a batch ([`super::fold`]);
     /// 2. after a fold (the write lock is free again), one retention batch, when
-    ///    `retention` (asked only then) gives its cutoff and removal;
+    ///    `retention` (asked only then) gives its cutoff and removal. On a local file only:
+    ///    a removal is one transaction of several statements, which on a libSQL server
+    ///    would hold its one write slot across as many round trips, on the ingest path. On
+    ///    a server, retention runs only through the scheduled `POST /admin/purge`;
     /// 3. a batch of search indexing, when a search of this session found rows outside the
     ///    index ([`super::search`]).
     ///
@@ -220,7 +223,7 @@ impl<'a> Session<'a> {
     ) -> Upkeep {
         let mut upkeep = Upkeep::default();
         match self.fold_if_due() {
-            Ok(true) => {
+            Ok(true) if self.backend == Backend::LocalFile => {
                 if let Some((cutoff, removal)) = retention() {
                     match self.purge(cutoff.as_deref(), &removal) {
                         Ok(purged) => upkeep.purged = Some(purged.messages),
@@ -228,7 +231,7 @@ impl<'a> Session<'a> {
                     }
                 }
             }
-            Ok(false) => {}
+            Ok(_) => {}
             Err(err) => upkeep.failures.push(("fold not run", err)),
         }
         if let Err(err) = self.index_if_due() {

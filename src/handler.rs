@@ -619,6 +619,7 @@ impl AfterResponse<'_> {
                     .filter(|invalid| !invalid.is_empty()),
                 removed: outcome.removed.map(|(_, n)| n),
                 error: error.as_deref(),
+                busy: context.storage.busy_waits(),
             };
             context.runtime.log(&line.to_line());
         }

@@ -67,6 +67,9 @@ pub struct LogLine<'a> {
     /// Why a request failed on our side (storage, configuration); never request content.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
+    /// A libSQL server's busy refusals the request waited out before its answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub busy: Option<crate::storage::BusyWaits>,
 }
 
 impl LogLine<'_> {
@@ -191,6 +194,10 @@ mod tests {
             invalid: None,
             removed: None,
             error: None,
+            busy: Some(crate::storage::BusyWaits {
+                retries: 2,
+                waited_ms: 5.5,
+            }),
         }
         .to_line();
         assert!(line.ends_with("}\n") && !line[..line.len() - 1].contains('\n'));
@@ -202,6 +209,10 @@ mod tests {
         assert!(v.get("error").is_none());
         assert!(v.get("reason").is_none());
         assert!(v.get("messages").is_none() && v.get("invalid").is_none());
+        assert_eq!(
+            v["busy"],
+            serde_json::json!({"retries": 2, "waited_ms": 5.5})
+        );
     }
 
     #[test]

@@ -37,7 +37,9 @@ pub use messages::{get_message, insert_message, Inserted, StoredMessage};
 pub use rejections::{LoggedRejection, RejectionPage, TRIM_EVERY as REJECTION_LOG_TRIM_EVERY};
 pub use schema::{statements as schema_statements, SCHEMA_VERSION};
 pub use search::{index_query, SearchPlan, BACKFILL_ROWS, INDEX_MAX_CANDIDATES};
-pub use session::{apply_local_settings, prepare, Backend, Session, Upkeep, SERVER_RETRY_MS};
+pub use session::{
+    apply_local_settings, prepare, Backend, BusyWaits, Session, Upkeep, SERVER_RETRY_MS,
+};
 pub use stats::{hourly, stats, Stats};
 
 /// A SQLite value, as both Spin and rusqlite represent them.

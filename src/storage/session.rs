@@ -138,6 +138,19 @@ pub struct Session<'a> {
     fold_due: Vec<fold::Step>,
     /// This session's search found rows outside the search index (see [`super::search`]).
     index_due: bool,
+    /// Statements a server refused as busy and this session ran again, and the time spent
+    /// waiting between tries (see [`Session::busy_waits`]).
+    busy: BusyWaits,
+}
+
+/// How often, and how long, a request waited for a busy server's write slot: for its log
+/// line, where a slow answer on a shared libSQL server otherwise has no explanation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct BusyWaits {
+    /// Tries refused as busy and run again.
+    pub retries: u32,
+    /// Time slept between those tries, in milliseconds.
+    pub waited_ms: f64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -156,7 +169,14 @@ impl<'a> Session<'a> {
             schema_checked: false,
             fold_due: Vec::new(),
             index_due: false,
+            busy: BusyWaits::default(),
         }
+    }
+
+    /// The busy server's refusals this session waited out so far; `None` when there were
+    /// none (a local file waits inside SQLite instead, and is never counted).
+    pub fn busy_waits(&self) -> Option<BusyWaits> {
+        (self.busy.retries > 0).then_some(self.busy)
     }
 
     /// What the connection reaches; [`Backend::Unknown`] until the first write.
@@ -482,9 +502,12 @@ impl<'a> Session<'a> {
         loop {
             match self.run_once(access, &op) {
                 Err(err) if err.kind == ErrorKind::Busy && self.backend == Backend::Server => {
+                    let asleep = Instant::now();
                     if !backoff.wait() {
                         return Err(err);
                     }
+                    self.busy.retries += 1;
+                    self.busy.waited_ms += asleep.elapsed().as_secs_f64() * 1000.0;
                 }
                 result => return result,
             }
@@ -895,7 +918,12 @@ mod tests {
             busy: std::cell::Cell::new(3),
         };
         let mut session = Session::new(|| Ok(Box::new(server) as Box<dyn Database>));
+        assert_eq!(session.busy_waits(), None);
         assert_eq!(inserted(&mut session, &message("m1")), Inserted::Created);
+        let waits = session.busy_waits().expect("three refusals waited out");
+        assert_eq!(waits.retries, 3);
+        // Backoff: 1-2 ms, 2-4 ms, 4-8 ms.
+        assert!(waits.waited_ms >= 7.0, "{waits:?}");
         assert_eq!(session.stats().unwrap().total_messages, 1);
     }
 

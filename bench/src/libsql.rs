@@ -107,6 +107,58 @@ pub struct Arm {
     /// CPU time of this process per request (the in-process host and the load generator);
     /// `None` for the two-host arm, whose second host is another process.
     pub host_cpu_ms_per_request: Option<f64>,
+    /// What webhook-inbox's own log lines say of the arm; `None` for the minimal write.
+    pub logged: Option<Logged>,
+}
+
+/// An arm as webhook-inbox's log lines tell it: the time from the handler's start to its
+/// answer (the load generator's figure adds the wait for the connection's previous handler,
+/// after-answer work included, and the host's queue), and the busy refusals waited out.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Logged {
+    pub lines: usize,
+    pub answer_p50_ms: f64,
+    pub answer_p99_ms: f64,
+    pub answer_max_ms: f64,
+    /// Requests that waited out at least one busy refusal, their retries and sleep.
+    pub refused: usize,
+    pub retries: u64,
+    pub waited_ms: f64,
+}
+
+impl Logged {
+    /// From the log lines (JSON, one a line) the component wrote during the arm.
+    fn of(lines: &str) -> Logged {
+        let mut latencies = Vec::new();
+        let mut logged = Logged::default();
+        for line in lines.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let Some(latency) = v["latency_ms"].as_f64() else {
+                continue;
+            };
+            latencies.push(latency);
+            if let Some(retries) = v["busy"]["retries"].as_u64() {
+                logged.refused += 1;
+                logged.retries += retries;
+                logged.waited_ms += v["busy"]["waited_ms"].as_f64().unwrap_or(0.0);
+            }
+        }
+        latencies.sort_by(f64::total_cmp);
+        let at = |p: f64| {
+            let rank = ((p / 100.0) * latencies.len() as f64).ceil() as usize;
+            latencies
+                .get(rank.clamp(1, latencies.len().max(1)) - 1)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        logged.lines = latencies.len();
+        logged.answer_p50_ms = at(50.0);
+        logged.answer_p99_ms = at(99.0);
+        logged.answer_max_ms = latencies.last().copied().unwrap_or(0.0);
+        logged
+    }
 }
 
 impl Arm {
@@ -123,6 +175,7 @@ impl Arm {
             timeouts: m.timeouts,
             sqld_cpu_ms_per_request: None,
             host_cpu_ms_per_request: m.cpu_per_request().map(ms),
+            logged: None,
         }
     }
 }
@@ -686,6 +739,7 @@ fn ingest_rounds(
         let second_host = ingest(fresh, Scenario::IngestTwoHosts, PER_HOST, count_of(16) / 2);
         let mut measured: [Option<Measured>; 5] = Default::default();
         let mut sqld_cpu: [Option<Duration>; 5] = Default::default();
+        let mut logged: [Option<Logged>; 5] = Default::default();
         let mut ran = Vec::new();
         for arm in order(ARMS.len(), round, rounds) {
             eprintln!("libSQL round {round}: {} ...", ARMS[arm]);
@@ -696,6 +750,7 @@ fn ingest_rounds(
                 inbox_server
             };
             let cpu_before = server.cpu();
+            let log_before = inbox.host.stdout().len();
             measured[arm] = Some(match arm {
                 0 | 2 => minimal.run(&plans[arm]),
                 1 | 3 => inbox.run(&plans[arm]),
@@ -716,6 +771,9 @@ fn ingest_rounds(
             sqld_cpu[arm] = cpu_before
                 .zip(server.cpu())
                 .map(|(a, b)| b.saturating_sub(a));
+            if arm == 1 || arm == 3 {
+                logged[arm] = inbox.host.stdout().get(log_before..).map(Logged::of);
+            }
             if arm != 0 && arm != 2 {
                 load_ended = Instant::now();
             }
@@ -737,10 +795,12 @@ fn ingest_rounds(
         let arms: Vec<Arm> = measured
             .iter()
             .zip(sqld_cpu)
-            .map(|(m, cpu)| Arm {
+            .zip(logged)
+            .map(|((m, cpu), logged)| Arm {
                 sqld_cpu_ms_per_request: cpu
                     .filter(|_| m.requests > 0)
                     .map(|cpu| cpu.as_secs_f64() * 1000.0 / m.requests as f64),
+                logged,
                 ..Arm::of(m)
             })
             .collect();
@@ -1160,6 +1220,19 @@ pub fn print(f: &Figures) {
                 cpu(p.component.host_cpu_ms_per_request),
                 cpu(p.minimal_write.host_cpu_ms_per_request),
             );
+            if let Some(l) = &p.component.logged {
+                println!(
+                    "      webhook-inbox's log ({} lines): answer p50 {} p99 {} max {}; {} \
+                     requests waited out busy refusals ({} retries, {} asleep)",
+                    l.lines,
+                    ms(l.answer_p50_ms),
+                    ms(l.answer_p99_ms),
+                    ms(l.answer_max_ms),
+                    l.refused,
+                    l.retries,
+                    ms(l.waited_ms)
+                );
+            }
         }
         println!(
             "    two hosts x8 each: {:.1} req/s p99 {} -> {:.2} of the minimal write x16; over \

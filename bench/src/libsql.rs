@@ -773,6 +773,15 @@ fn ingest_rounds(
                 .map(|(a, b)| b.saturating_sub(a));
             if arm == 1 || arm == 3 {
                 logged[arm] = inbox.host.stdout().get(log_before..).map(Logged::of);
+                // Diagnostic: the arm's log lines, for a closer look at its slow answers.
+                if let Some(dir) = std::env::var_os("BENCH_DUMP_LOGS") {
+                    let text = inbox.host.stdout();
+                    let file =
+                        std::path::Path::new(&dir).join(format!("round{round}-arm{arm}.log"));
+                    if let Err(e) = std::fs::write(&file, text.get(log_before..).unwrap_or("")) {
+                        eprintln!("libSQL: cannot write {}: {e}", file.display());
+                    }
+                }
             }
             if arm != 0 && arm != 2 {
                 load_ended = Instant::now();

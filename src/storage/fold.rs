@@ -40,8 +40,9 @@
 //!   meant seconds. So the write that fills the batch and the four writes after it run one
 //!   step each, and no connection waits for more than one turn.
 //!
-//! A step that never ran (the instance was stopped, or a provider's batch took that number
-//! with another) is caught by the next batch's, so `received` stays small.
+//! A step that never ran (the instance was stopped) is caught by the next batch's, so
+//! `received` stays small. A provider's delivery that takes several numbers runs the steps
+//! of each.
 
 use super::{search, Database, StorageError};
 use crate::metrics;

@@ -67,7 +67,8 @@ pub struct LogLine<'a> {
     /// Why a request failed on our side (storage, configuration); never request content.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
-    /// A libSQL server's busy refusals the request waited out before its answer.
+    /// A libSQL server's busy refusals the request waited out, before its answer and in the
+    /// storage work after it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub busy: Option<crate::storage::BusyWaits>,
 }

@@ -129,7 +129,7 @@ pub struct Logged {
 impl Logged {
     /// From the log lines (JSON, one a line) the component wrote during the arm.
     fn of(lines: &str) -> Logged {
-        let mut latencies = Vec::new();
+        let mut answers = Measured::default();
         let mut logged = Logged::default();
         for line in lines.lines() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
@@ -138,25 +138,21 @@ impl Logged {
             let Some(latency) = v["latency_ms"].as_f64() else {
                 continue;
             };
-            latencies.push(latency);
+            answers
+                .latencies
+                .push(Duration::from_secs_f64(latency.max(0.0) / 1000.0));
             if let Some(retries) = v["busy"]["retries"].as_u64() {
                 logged.refused += 1;
                 logged.retries += retries;
                 logged.waited_ms += v["busy"]["waited_ms"].as_f64().unwrap_or(0.0);
             }
         }
-        latencies.sort_by(f64::total_cmp);
-        let at = |p: f64| {
-            let rank = ((p / 100.0) * latencies.len() as f64).ceil() as usize;
-            latencies
-                .get(rank.clamp(1, latencies.len().max(1)) - 1)
-                .copied()
-                .unwrap_or(0.0)
-        };
-        logged.lines = latencies.len();
-        logged.answer_p50_ms = at(50.0);
-        logged.answer_p99_ms = at(99.0);
-        logged.answer_max_ms = latencies.last().copied().unwrap_or(0.0);
+        answers.latencies.sort_unstable();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        logged.lines = answers.latencies.len();
+        logged.answer_p50_ms = ms(answers.percentile(50.0));
+        logged.answer_p99_ms = ms(answers.percentile(99.0));
+        logged.answer_max_ms = ms(answers.max());
         logged
     }
 }
@@ -750,7 +746,14 @@ fn ingest_rounds(
                 inbox_server
             };
             let cpu_before = server.cpu();
-            let log_before = inbox.host.stdout().len();
+            // Only webhook-inbox's arms on its first host read its log (the whole capture
+            // is copied out on each read).
+            let logs_arm = arm == 1 || arm == 3;
+            let log_before = if logs_arm {
+                inbox.host.stdout().len()
+            } else {
+                0
+            };
             measured[arm] = Some(match arm {
                 0 | 2 => minimal.run(&plans[arm]),
                 1 | 3 => inbox.run(&plans[arm]),
@@ -771,14 +774,15 @@ fn ingest_rounds(
             sqld_cpu[arm] = cpu_before
                 .zip(server.cpu())
                 .map(|(a, b)| b.saturating_sub(a));
-            if arm == 1 || arm == 3 {
-                logged[arm] = inbox.host.stdout().get(log_before..).map(Logged::of);
+            if logs_arm {
+                let text = inbox.host.stdout();
+                let lines = text.get(log_before..).unwrap_or("");
+                logged[arm] = Some(Logged::of(lines));
                 // Diagnostic: the arm's log lines, for a closer look at its slow answers.
                 if let Some(dir) = std::env::var_os("BENCH_DUMP_LOGS") {
-                    let text = inbox.host.stdout();
                     let file =
                         std::path::Path::new(&dir).join(format!("round{round}-arm{arm}.log"));
-                    if let Err(e) = std::fs::write(&file, text.get(log_before..).unwrap_or("")) {
+                    if let Err(e) = std::fs::write(&file, lines) {
                         eprintln!("libSQL: cannot write {}: {e}", file.display());
                     }
                 }

@@ -134,6 +134,15 @@ fn message(id: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Rows in a table of the runtime's database, read beside the component.
+fn rows_in(runtime: &FakeRuntime, table: &str) -> i64 {
+    runtime
+        .db
+        .conn()
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
 fn signed(body: &[u8]) -> Request {
     let signature = crate::sources::webhook::signature::sign(SECRET.as_bytes(), body);
     request("POST", "/webhook", &[("x-signature", &signature)], body)
@@ -374,11 +383,7 @@ fn on_a_server_retention_waits_for_the_scheduled_purge() {
         let resp = run(&rt, signed(&message(&format!("m{i:04}"))));
         assert_eq!(resp.status.as_u16(), 200);
     }
-    let waiting: i64 = rt
-        .db
-        .conn()
-        .query_row("SELECT count(*) FROM received", [], |r| r.get(0))
-        .unwrap();
+    let waiting = rows_in(&rt, "received");
     assert!(waiting <= 4, "folded: {waiting} waiting");
     assert_eq!(
         server.transactions_spanning_round_trips(),
@@ -419,17 +424,9 @@ fn on_a_server_no_delivery_holds_a_transaction_across_round_trips() {
             .all(|(i, n)| *n == 1 || (batch - 1..batch + 4).contains(&i)),
         "{per_message:?}"
     );
-    let waiting: i64 = rt
-        .db
-        .conn()
-        .query_row("SELECT count(*) FROM received", [], |r| r.get(0))
-        .unwrap();
+    let waiting = rows_in(&rt, "received");
     assert!(waiting <= 14, "the batch was folded: {waiting} waiting");
-    let indexed: i64 = rt
-        .db
-        .conn()
-        .query_row("SELECT count(*) FROM messages_search", [], |r| r.get(0))
-        .unwrap();
+    let indexed = rows_in(&rt, "messages_search");
     assert_eq!(indexed, batch as i64, "and indexed for search");
     assert_eq!(
         rt.counter(
